@@ -1,0 +1,13 @@
+"""saip_mm: SAIP (Scale-Aware Image Pretraining) as an OpenMMLab plugin.
+
+Importing the package registers every SAIP module into mmpretrain's registries and makes
+MMEngine Runner checkpoints loadable under ``torch.load(weights_only=True)`` (torch >= 2.6).
+"""
+from .version import __version__
+from .utils import register_checkpoint_safe_globals
+
+register_checkpoint_safe_globals()
+
+from . import datasets, engine, models  # noqa: E402,F401  (registration side effects)
+
+__all__ = ['__version__', 'register_checkpoint_safe_globals']

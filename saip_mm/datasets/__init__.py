@@ -1,0 +1,1 @@
+# Owned by the data pipeline work: PersonImageDataset and the SAIP view transforms.

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's virtual environment with the verified OpenMMLab stack of
+# docs/ENVIRONMENT.md. Idempotent: a second run with everything in place rebuilds nothing.
+#
+#   tools/install.sh            # venv at ./.venv (override with SAIP_VENV=/path)
+#   SAIP_CACHE=/path tools/install.sh   # where the built mmcv wheel is kept (default ~/.cache/saip_mm)
+#
+# Why each pin: torch 2.14.1/torchvision 0.29.1 are the newest pair that import together here;
+# mmcv 2.1.0 is the newest that mmdet 3.3.0 and mmseg 1.2.2 accept, and has no wheel for this
+# torch, so it is built once from its sdist (C++20 flag fix) and cached outside the checkout.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${SAIP_VENV:-$ROOT/.venv}"
+CACHE="${SAIP_CACHE:-$HOME/.cache/saip_mm}"
+PYTHON_BIN="${PYTHON:-python3.11}"
+MAX_JOBS="${MAX_JOBS:-2}"
+
+TORCH_VERSION=2.14.1
+TORCHVISION_VERSION=0.29.1
+MMENGINE_VERSION=0.10.7
+MMCV_VERSION=2.1.0
+MMPRETRAIN_VERSION=1.2.0
+MMPOSE_VERSION=1.3.2
+MMDET_VERSION=3.3.0
+MMSEG_VERSION=1.2.2
+
+CURRENT_STEP="start"
+on_error() {
+  echo "" >&2
+  echo "[install] FAILED at step: ${CURRENT_STEP}" >&2
+  case "$CURRENT_STEP" in
+    venv) echo "[install] Is ${PYTHON_BIN} installed with its venv module? Set PYTHON=/path/to/python3.11." >&2 ;;
+    mmcv-build) echo "[install] The mmcv ${MMCV_VERSION} build failed; its log is above. It needs gcc/g++ and the Python headers. Remove ${CACHE}/build and rerun." >&2 ;;
+    verify) echo "[install] The stack installed but a check failed; remove ${VENV} and rerun to start clean." >&2 ;;
+    *) echo "[install] Read the pip message above, fix the cause, then rerun tools/install.sh (finished steps are skipped)." >&2 ;;
+  esac
+}
+trap on_error ERR
+
+step() { CURRENT_STEP="$1"; echo "[install] step: $1 — $2"; }
+
+# A stamp records what the environment was built from; when it matches and the checks pass,
+# nothing is reinstalled.
+stamp_inputs() {
+  cat "$ROOT/tools/install.sh" "$ROOT/setup.py" "$ROOT"/requirements/*.txt | sha256sum | cut -d' ' -f1
+}
+STAMP="$VENV/.saip_mm_stamp"
+
+verify() {
+  "$VENV/bin/python" - <<'PY'
+import torch
+from mmcv.ops import nms, roi_align  # noqa: F401  compiled ops must be there
+boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.], [20., 20., 30., 30.]])
+scores = torch.tensor([0.9, 0.8, 0.7])
+_, keep = nms(boxes, scores, iou_threshold=0.5)
+assert keep.tolist() == [0, 2], keep
+import mmengine, mmcv, mmpretrain, mmpose, mmdet, mmseg, saip_mm  # noqa: F401,E401
+print(f'[install] verified: torch {torch.__version__}, mmcv {mmcv.__version__} (ops ok), '
+      f'mmengine {mmengine.__version__}, mmpretrain {mmpretrain.__version__}, mmpose {mmpose.__version__}, '
+      f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, saip_mm {saip_mm.__version__}')
+PY
+}
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(stamp_inputs)" ]; then
+  CURRENT_STEP="verify"
+  if verify; then
+    echo "[install] environment at $VENV is up to date: nothing rebuilt, nothing reinstalled."
+    exit 0
+  fi
+  echo "[install] stamp matches but the checks failed: reinstalling."
+fi
+
+step venv "virtual environment at $VENV"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON_BIN" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check)
+
+step build-tools "pip, setuptools<81, wheel, ninja, numpy<2"
+"${PIP[@]}" -q --upgrade pip 'setuptools<81' wheel ninja 'numpy<2'
+
+step torch "torch ${TORCH_VERSION} + torchvision ${TORCHVISION_VERSION}"
+"${PIP[@]}" -q "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+
+step mmengine "mmengine ${MMENGINE_VERSION}"
+"${PIP[@]}" -q "mmengine==${MMENGINE_VERSION}" 'numpy<2'
+
+# ---- mmcv with compiled ops, from the wheel cache when possible ----------------------------
+if command -v nvcc >/dev/null 2>&1 && "$VENV/bin/python" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+  FLAVOUR="cuda$("$VENV/bin/python" -c 'import torch; print(torch.version.cuda)')"
+else
+  FLAVOUR=cpu
+fi
+PYTAG="$("$VENV/bin/python" -c 'import sys; print(f"py{sys.version_info[0]}{sys.version_info[1]}")')"
+WHEEL_DIR="$CACHE/wheels/mmcv-${MMCV_VERSION}_torch-${TORCH_VERSION}_${PYTAG}_${FLAVOUR}"
+
+have_mmcv_ops() {
+  "$VENV/bin/python" -c "import mmcv, sys; from mmcv.ops import nms; sys.exit(0 if mmcv.__version__ == '${MMCV_VERSION}' else 1)" >/dev/null 2>&1
+}
+
+if have_mmcv_ops; then
+  step mmcv "mmcv ${MMCV_VERSION} with ops already installed (not rebuilt)"
+else
+  if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
+    step mmcv-build "building mmcv ${MMCV_VERSION} (${FLAVOUR}) from its sdist; about 12 minutes on 2 cores"
+    BUILD="$CACHE/build"
+    rm -rf "$BUILD" && mkdir -p "$BUILD" "$WHEEL_DIR"
+    "$VENV/bin/python" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: \
+      "mmcv==${MMCV_VERSION}" -d "$BUILD"
+    tar -xzf "$BUILD"/mmcv-${MMCV_VERSION}.tar.gz -C "$BUILD"
+    # torch >= 2.10 headers require C++20; mmcv 2.1.0 hard-codes c++14/c++17.
+    sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$BUILD/mmcv-${MMCV_VERSION}/setup.py"
+    export MMCV_WITH_OPS=1 MAX_JOBS
+    if [ "${FLAVOUR}" != cpu ]; then export FORCE_CUDA=1; fi
+    (cd "$BUILD/mmcv-${MMCV_VERSION}" && \
+      "$VENV/bin/python" -m pip wheel --disable-pip-version-check --no-build-isolation --no-deps . -w "$WHEEL_DIR.tmp")
+    mv "$WHEEL_DIR.tmp"/mmcv-*.whl "$WHEEL_DIR"/ && rm -rf "$WHEEL_DIR.tmp" "$BUILD"
+  else
+    step mmcv "installing cached wheel from $WHEEL_DIR (not rebuilt)"
+  fi
+  "${PIP[@]}" -q --no-deps --force-reinstall "$WHEEL_DIR"/mmcv-*.whl
+  # mmcv's own runtime needs (its wheel was installed without deps)
+  "${PIP[@]}" -q addict packaging pillow pyyaml yapf opencv-python 'numpy<2'
+fi
+
+step mmpretrain "mmpretrain ${MMPRETRAIN_VERSION}"
+"${PIP[@]}" -q "mmpretrain==${MMPRETRAIN_VERSION}" "mmcv==${MMCV_VERSION}" 'numpy<2'
+
+step mmdet-mmseg "mmdet ${MMDET_VERSION}, mmsegmentation ${MMSEG_VERSION} (+ ftfy, regex)"
+"${PIP[@]}" -q "mmdet==${MMDET_VERSION}" "mmsegmentation==${MMSEG_VERSION}" ftfy regex \
+  "mmcv==${MMCV_VERSION}" 'numpy<2'
+
+step mmpose "mmpose ${MMPOSE_VERSION} without chumpy (never imported; its sdist does not build)"
+"${PIP[@]}" -q --no-deps "mmpose==${MMPOSE_VERSION}"
+"${PIP[@]}" -q json-tricks munkres xtcocotools scipy matplotlib opencv-python pillow 'numpy<2'
+
+step extras "test and logging tools"
+"${PIP[@]}" -q -r "$ROOT/requirements/tests.txt" tensorboard 'numpy<2' 'setuptools<81'
+
+step project "saip_mm in editable mode"
+"${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"
+
+step verify "compiled ops and imports"
+verify
+stamp_inputs > "$STAMP"
+echo "[install] done: activate with 'source $VENV/bin/activate'."
