@@ -32,6 +32,7 @@ on_error() {
   case "$CURRENT_STEP" in
     venv) echo "[install] Is ${PYTHON_BIN} installed with its venv module? Set PYTHON=/path/to/python3.11." >&2 ;;
     mmcv-build) echo "[install] The mmcv ${MMCV_VERSION} build failed; its log is above. It needs gcc/g++ and the Python headers. Remove ${CACHE}/build and rerun." >&2 ;;
+    mmcv-download) echo "[install] Could not fetch the mmcv ${MMCV_VERSION} sdist; check that the package index is reachable." >&2 ;;
     verify) echo "[install] The stack installed but a check failed; remove ${VENV} and rerun to start clean." >&2 ;;
     *) echo "[install] Read the pip message above, fix the cause, then rerun tools/install.sh (finished steps are skipped)." >&2 ;;
   esac
@@ -106,8 +107,12 @@ else
     step mmcv-build "building mmcv ${MMCV_VERSION} (${FLAVOUR}) from its sdist; about 12 minutes on 2 cores"
     BUILD="$CACHE/build"
     rm -rf "$BUILD" && mkdir -p "$BUILD" "$WHEEL_DIR"
+    CURRENT_STEP="mmcv-download"
+    # No build isolation even for the download: pip prepares metadata by running setup.py,
+    # which imports pkg_resources (absent from a fresh isolated setuptools).
     "$VENV/bin/python" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: \
-      "mmcv==${MMCV_VERSION}" -d "$BUILD"
+      --no-build-isolation "mmcv==${MMCV_VERSION}" -d "$BUILD"
+    CURRENT_STEP="mmcv-build"
     tar -xzf "$BUILD"/mmcv-${MMCV_VERSION}.tar.gz -C "$BUILD"
     # torch >= 2.10 headers require C++20; mmcv 2.1.0 hard-codes c++14/c++17.
     sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$BUILD/mmcv-${MMCV_VERSION}/setup.py"

@@ -1,0 +1,13 @@
+"""The SAIP data pipeline: one transform per view-building step."""
+from .augmentation import (IMAGENET_MEAN, IMAGENET_STD, ViewAugmentation, person_crop_ratio,
+                           sample_crop_box)
+from .formatting import PackSAIPInputs
+from .loading import LoadPersonImage, load_rgb_image
+from .reference import MultiPersonReference, box_mask
+from .views import PersonGlobalViews, PersonLocalViews, RegionView
+
+__all__ = [
+    'IMAGENET_MEAN', 'IMAGENET_STD', 'ViewAugmentation', 'person_crop_ratio', 'sample_crop_box',
+    'LoadPersonImage', 'load_rgb_image', 'PersonGlobalViews', 'PersonLocalViews', 'RegionView',
+    'MultiPersonReference', 'box_mask', 'PackSAIPInputs'
+]

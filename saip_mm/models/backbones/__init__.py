@@ -1,0 +1,3 @@
+from .saip_vit import SAIPViT, last_block_relations
+
+__all__ = ['SAIPViT', 'last_block_relations']

@@ -1,0 +1,3 @@
+from .masking import anchor_consistent_mask
+
+__all__ = ['anchor_consistent_mask']

@@ -1,0 +1,5 @@
+# Ablation: SAIP with CSR + CSS only (the other objectives' heads are switched off).
+_base_ = './saip_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py'
+model = dict(
+    csm_head=None,
+)

@@ -1,0 +1,140 @@
+"""The SAIP backbone: an ``mmpretrain.VisionTransformer`` with the outputs SAIP needs."""
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmpretrain.models.backbones import VisionTransformer
+from mmpretrain.models.utils import build_norm_layer, resize_pos_embed
+from mmpretrain.registry import MODELS
+from torch import Tensor
+
+
+def last_block_relations(layer: torch.nn.Module, x: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """Run one mmpretrain ``TransformerEncoderLayer`` with explicit attention maps.
+
+    Args:
+        layer (TransformerEncoderLayer): the block to run.
+        x (Tensor): tokens, shape (B, N, C).
+
+    Returns:
+        tuple: the block's output (B, N, C) and ``dict(qk=..., vv=...)``: per head
+        ``softmax(q·kᵀ·s)`` and ``softmax(v·vᵀ·s)`` with ``s = head_dim ** -0.5``,
+        each (B, heads, N, N), rows summing to 1.
+    """
+    attn = layer.attn
+    B, N, _ = x.shape
+    qkv = attn.qkv(layer.ln1(x)).reshape(B, N, 3, attn.num_heads, attn.head_dims)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, head_dim)
+    scale = attn.head_dims**-0.5
+    # Softmax in float32: the maps feed a KL term, which is fragile under fp16.
+    rel_qk = (q.float() @ k.float().transpose(-2, -1) * scale).softmax(dim=-1)
+    rel_vv = (v.float() @ v.float().transpose(-2, -1) * scale).softmax(dim=-1)
+    out = (rel_qk.to(v.dtype) @ v).transpose(1, 2).reshape(B, N, attn.embed_dims)
+    out = attn.out_drop(attn.gamma1(attn.proj_drop(attn.proj(out))))
+    x = x + out
+    x = layer.ffn(layer.ln2(x), identity=x)
+    return x, dict(qk=rel_qk, vv=rel_vv)
+
+
+@MODELS.register_module()
+class SAIPViT(VisionTransformer):
+    """Vision Transformer backbone for SAIP pretraining.
+
+    Parameter names are those of :class:`mmpretrain.models.VisionTransformer`, so its weights load
+    into stock configs with ``prefix='backbone.'``; the only extra parameter, the LayerNorm of the
+    intermediate output (``ln_inter``), is dropped by ``tools/model_converters/saip_to_backbone.py``.
+
+    Defaults equal the SAIP reference recipe: ViT-Tiny/16, anchor input 256×128 (16×8 grid),
+    LayerNorm eps 1e-6, qkv bias, cls token, intermediate output after block 7.
+
+    Args:
+        arch (str | dict): ``'tiny'`` (192 wide, 12 blocks, 3 heads), ``'small'`` (384, 12, 6) or
+            ``'base'`` (768, 12, 12), or a dict as in ``VisionTransformer``. Defaults to 'tiny'.
+        img_size (int | tuple): the anchor input size (H, W) for which position embeddings are
+            learned. Other sizes get them resized in 2-D (bicubic). Defaults to (256, 128).
+        inter_index (int): 0-based index of the block whose tokens give the ``inter`` output.
+            Defaults to 6 (block 7).
+        **kwargs: other arguments of ``VisionTransformer``; ``out_type`` is fixed to 'raw'.
+    """
+    arch_zoo = {
+        **dict.fromkeys(['t', 'tiny', 'deit-tiny'], {
+            'embed_dims': 192, 'num_layers': 12, 'num_heads': 3, 'feedforward_channels': 192 * 4}),
+        **dict.fromkeys(['s', 'small', 'deit-small'], {
+            'embed_dims': 384, 'num_layers': 12, 'num_heads': 6, 'feedforward_channels': 384 * 4}),
+        **dict.fromkeys(['b', 'base', 'deit-base'], {
+            'embed_dims': 768, 'num_layers': 12, 'num_heads': 12, 'feedforward_channels': 3072}),
+    }
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 img_size: Union[int, Sequence[int]] = (256, 128),
+                 patch_size: int = 16,
+                 inter_index: int = 6,
+                 **kwargs) -> None:
+        if kwargs.get('out_type', 'raw') != 'raw':
+            raise ValueError('SAIPViT always returns raw tokens; remove `out_type` from the '
+                             'backbone config (downstream configs use mmpretrain.VisionTransformer).')
+        kwargs['out_type'] = 'raw'
+        kwargs.setdefault('norm_cfg', dict(type='LN', eps=1e-6))
+        super().__init__(arch=arch, img_size=img_size, patch_size=patch_size, **kwargs)
+        if not 0 <= inter_index < self.num_layers:
+            raise ValueError(f'inter_index={inter_index} must be in [0, {self.num_layers - 1}]')
+        self.inter_index = inter_index
+        self.ln_inter = build_norm_layer(kwargs['norm_cfg'], self.embed_dims)
+
+    def embed(self, x: Tensor, ids_keep: Optional[Tensor] = None) -> Tuple[Tensor, Tuple[int, int]]:
+        """Patch-embed an image, add (resized) position embeddings, prepend the cls token.
+
+        Args:
+            x (Tensor): images (B, 3, H, W); H and W multiples of the patch size.
+            ids_keep (Tensor, optional): (B, n_keep) indices of the patch tokens to keep, in
+                grid order (masked branch). Defaults to None (keep all).
+
+        Returns:
+            tuple: tokens (B, 1 + n, C) and the patch grid (h, w).
+        """
+        B = x.shape[0]
+        x, grid = self.patch_embed(x)  # (B, h*w, C)
+        pos_embed = resize_pos_embed(self.pos_embed, self.patch_resolution, grid,
+                                     mode=self.interpolate_mode,
+                                     num_extra_tokens=self.num_extra_tokens)
+        x = x + pos_embed[:, self.num_extra_tokens:]
+        if ids_keep is not None:
+            x = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        cls_token = self.cls_token.expand(B, -1, -1) + pos_embed[:, :self.num_extra_tokens]
+        x = torch.cat((cls_token, x), dim=1)
+        return self.pre_norm(self.drop_after_pos(x)), grid
+
+    def forward(self,
+                x: Tensor,
+                ids_keep: Optional[Tensor] = None,
+                return_relations: bool = False,
+                stop_at_inter: bool = False) -> Dict[str, Any]:
+        """Run the backbone and return the named outputs SAIP uses.
+
+        Args:
+            x (Tensor): images (B, 3, H, W), any size on the patch grid.
+            ids_keep (Tensor, optional): visible patch indices for the masked branch.
+            return_relations (bool): also return the last block's attention relations.
+            stop_at_inter (bool): stop after block ``inter_index + 1`` (masked CSR branch,
+                CSS reference); the output then holds ``inter`` only.
+
+        Returns:
+            dict: ``grid`` (h, w); ``inter`` (B, 1 + n, C) tokens after block 7 and ``ln_inter``; unless stopped
+            early, ``last`` (B, 1 + n, C) after the last block and final norm; with
+            ``return_relations``, ``relations`` = dict(qk, vv), each (B, heads, 1 + n, 1 + n).
+        """
+        x, grid = self.embed(x, ids_keep)
+        outs: Dict[str, Any] = dict(grid=grid)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            if i == last and return_relations:
+                x, outs['relations'] = last_block_relations(layer, x)
+            else:
+                x = layer(x)  # fused attention (F.scaled_dot_product_attention)
+            if i == self.inter_index:
+                outs['inter'] = self.ln_inter(x)
+                if stop_at_inter:
+                    return outs
+        outs['last'] = self.ln1(x) if self.final_norm else x
+        return outs

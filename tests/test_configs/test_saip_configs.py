@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+from mmpretrain.registry import MODELS
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs' / 'saip'
+REFERENCE = CONFIG_DIR / 'saip_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py'
+ABLATIONS = {
+    'csm': {'csm'}, 'csr': {'csr'}, 'css': {'css'}, 'csm-csr': {'csm', 'csr'},
+    'csm-css': {'csm', 'css'}, 'csr-css': {'csr', 'css'},
+}
+
+
+def test_reference_recipe_numbers():
+    cfg = Config.fromfile(str(REFERENCE))
+    assert cfg.default_scope == 'mmpretrain' and cfg.custom_imports.imports == ['saip_mm']
+    opt = cfg.optim_wrapper
+    assert opt.type == 'AmpOptimWrapper' and opt.accumulative_counts == 4
+    assert opt.optimizer.type == 'AdamW' and opt.optimizer.betas == (0.9, 0.95)
+    assert opt.optimizer.weight_decay == 0.05
+    assert opt.optimizer.lr == pytest.approx(2.5e-4 * 2048 / 256)
+    assert opt.paramwise_cfg.norm_decay_mult == 0 and opt.paramwise_cfg.bias_decay_mult == 0
+    assert {'pos_embed', 'cls_token', 'mask_token'} <= set(opt.paramwise_cfg.custom_keys)
+    assert cfg.train_dataloader.batch_size == 64  # x 8 GPUs x accumulation 4 = 2048
+    assert cfg.train_cfg.max_epochs == 300
+    warmup, cosine = cfg.param_scheduler
+    assert warmup.type == 'LinearLR' and warmup.end == 10
+    assert cosine.type == 'CosineAnnealingLR' and (cosine.begin, cosine.end) == (10, 300)
+    assert cosine.eta_min == 0
+    # MMEngine ignores accumulation when scaling: 8 GPUs x 64 per step is the base
+    assert cfg.auto_scale_lr.base_batch_size == 8 * 64
+    assert any(h.type == 'SAIPTeacherHook' for h in cfg.custom_hooks)
+    m = cfg.model
+    assert m.n_local == 8 and m.mask_ratio == 0.75 and m.csr_scale == 1.25
+    assert (m.base_momentum, m.end_momentum) == (0.996, 1.0)
+    assert tuple(m.rescale_factors) == (0.75, 0.875, 1.125, 1.25)
+    model = MODELS.build(m)
+    assert model.backbone.embed_dims == 192
+    assert sum(p.numel() for p in model.backbone.parameters()) / 1e6 == pytest.approx(5.5, abs=0.3)
+
+
+@pytest.mark.parametrize('name,on', sorted(ABLATIONS.items()))
+def test_ablation_configs(name, on):
+    path = CONFIG_DIR / f'saip-{name}_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py'
+    cfg = Config.fromfile(str(path))
+    for head in ('csm', 'csr', 'css'):
+        assert (cfg.model[f'{head}_head'] is not None) == (head in on), head
+    assert cfg.optim_wrapper.optimizer.lr == pytest.approx(2e-3)  # only the heads change
+
+
+def test_small_config_builds():
+    cfg = Config.fromfile(str(CONFIG_DIR /
+                              'saip_vit-small-p16_8xb256-amp-coslr-300e_lup1m-256x128.py'))
+    model = MODELS.build(cfg.model)
+    assert model.backbone.embed_dims == 384 and model.csm_head.mlp[0].in_features == 384
+    assert model.csr_head.embed.in_features == 384 and model.css_head.query_embed.in_features == 384
+
+
+def test_demo_config():
+    cfg = Config.fromfile(str(CONFIG_DIR / 'saip_vit-tiny-p16_1xb32-demo_vtest-256x128.py'))
+    assert cfg.model.n_local == 4
+    assert cfg.train_dataloader.dataset.pipeline[2].num_views == 3
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    assert cfg.optim_wrapper.paramwise_cfg.norm_decay_mult == 0
+    assert [h.type for h in cfg.custom_hooks] == ['SAIPTeacherHook', 'SAIPVisualizationHook']

@@ -1,0 +1,79 @@
+import math
+
+import torch
+
+from saip_mm.models import CSMLoss
+
+
+def _hand_ce(t_logits, s_logits, center, tau_t, tau_s):
+    # -sum_k p_t(k) log p_s(k) for one sample, written out element by element.
+    t = [math.exp((x - c) / tau_t) for x, c in zip(t_logits, center)]
+    zt = sum(t)
+    s = [math.exp(x / tau_s) for x in s_logits]
+    zs = sum(s)
+    return -sum((ti / zt) * math.log(si / zs) for ti, si in zip(t, s))
+
+
+def test_csm_loss_matches_hand_computation_and_skips_same_view():
+    torch.manual_seed(0)
+    K, B = 5, 2
+    loss = CSMLoss(out_dim=K)
+    loss.center.copy_(torch.tensor([[0.1, -0.2, 0.0, 0.3, 0.05]]))
+    teacher = [torch.randn(B, K) for _ in range(2)]
+    student = [torch.randn(B, K) for _ in range(3)]
+    value = loss(student, teacher)
+
+    center = loss.center[0].tolist()
+    pairs = [(0, 1), (0, 2), (1, 0), (1, 2)]  # (0, 0) and (1, 1) are the same view: skipped
+    expected = sum(
+        sum(_hand_ce(teacher[i][b].tolist(), student[v][b].tolist(), center, 0.04, 0.1)
+            for b in range(B)) / B for i, v in pairs) / len(pairs)
+    assert math.isclose(value.item(), expected, rel_tol=1e-5)
+
+
+def test_loss_weight_and_teacher_gets_no_gradient():
+    teacher = [torch.randn(2, 4, requires_grad=True) for _ in range(2)]
+    student = [torch.randn(2, 4, requires_grad=True) for _ in range(3)]
+    base = CSMLoss(out_dim=4)(student, teacher)
+    doubled = CSMLoss(out_dim=4, loss_weight=2.0)(student, teacher)
+    assert torch.allclose(doubled, 2 * base)
+    base.backward()
+    assert all(t.grad is None for t in teacher)
+    assert all(s.grad is not None for s in student)
+
+
+def test_center_update_is_ema_of_batch_mean():
+    loss = CSMLoss(out_dim=3, center_momentum=0.9)
+    loss.center.fill_(1.0)
+    t1 = torch.tensor([[1., 2., 3.], [3., 2., 1.]])
+    t2 = torch.tensor([[0., 0., 0.], [4., 4., 4.]])
+    loss.update_center([t1, t2])
+    mean = torch.tensor([2., 2., 2.])  # mean of the four rows
+    torch.testing.assert_close(loss.center[0], 0.9 * torch.ones(3) + 0.1 * mean)
+
+
+def test_teacher_temperature_warmup():
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_instance('test_csm_warmup')
+    loss = CSMLoss(out_dim=3, warmup_teacher_temp=0.07, teacher_temp=0.04,
+                   warmup_teacher_temp_epochs=10)
+    hub.update_info('epoch', 0)
+    assert math.isclose(loss.current_teacher_temp(), 0.07)
+    hub.update_info('epoch', 5)
+    assert math.isclose(loss.current_teacher_temp(), 0.055)
+    hub.update_info('epoch', 12)
+    assert math.isclose(loss.current_teacher_temp(), 0.04)
+    assert CSMLoss(out_dim=3).current_teacher_temp() == 0.04  # no warm-up by default
+
+
+def test_attention_loss_is_kl_teacher_student():
+    t = torch.tensor([[[[0.5, 0.5], [0.9, 0.1]]]])  # (1 view*B, 1 head, 2, 2)
+    s = torch.tensor([[[[0.25, 0.75], [0.5, 0.5]]]])
+    loss = CSMLoss(out_dim=3)
+    value = loss.attention_loss(dict(qk=s, vv=t), dict(qk=t, vv=t))
+
+    def kl(p, q):
+        return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+
+    expected = (kl([0.5, 0.5], [0.25, 0.75]) + kl([0.9, 0.1], [0.5, 0.5])) / 2  # mean over queries
+    assert math.isclose(value.item(), expected, rel_tol=1e-5)  # vv term is KL(t||t) = 0

@@ -1,0 +1,171 @@
+#!/usr/bin/env python
+"""Time one SAIP training step against mmpretrain's MAE on the same backbone, batch and size.
+
+Both models get a ViT of the same arch, the same per-step batch and the same anchor input
+(256×128 by default; SAIP also sees its other views: locals, region, reference, the ×1.25 CSR
+view). Each model runs in its own process so peak memory is its own: CUDA peak allocated
+memory on a GPU, peak resident set size (RSS growth over the process's start) on CPU.
+
+    python tools/analysis_tools/benchmark_pretrain.py --batch 8 --steps 5
+    python tools/analysis_tools/benchmark_pretrain.py --device cuda --batch 64 --amp
+
+Prints a table and the SAIP/MAE ratios; ``--json`` also writes them to a file.
+"""
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import time
+from typing import Dict
+
+import torch
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='SAIP vs MAE training-step benchmark')
+    parser.add_argument('--arch', default='tiny', choices=['tiny', 'small'])
+    parser.add_argument('--batch', type=int, default=8, help='per-step batch')
+    parser.add_argument('--steps', type=int, default=5, help='timed steps (after 2 warm-up)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--amp', action='store_true', help='bfloat16/float16 autocast (CUDA)')
+    parser.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch default)')
+    parser.add_argument('--json', help='also write the figures to this JSON file')
+    return parser.parse_args()
+
+
+def _rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _saip(arch: str):
+    from mmpretrain.registry import MODELS
+    width = 192 if arch == 'tiny' else 384
+    model = MODELS.build(dict(
+        type='SAIP', backbone=dict(type='SAIPViT', arch=arch),
+        csm_head=dict(type='CSMHead', in_channels=width),
+        csr_head=dict(type='CSRHead', in_channels=width),
+        css_head=dict(type='CSSHead', in_channels=width)))
+    model.init_weights()
+    return model
+
+
+def _saip_inputs(batch: int, device: str) -> Dict[str, torch.Tensor]:
+    masks = torch.zeros(batch, 224, 224, device=device)
+    masks[:, 48:176, 16:80] = 1
+    return dict(g1=torch.randn(batch, 3, 256, 128, device=device),
+                g2=torch.randn(batch, 3, 256, 128, device=device),
+                locals=torch.randn(batch, 7, 3, 128, 64, device=device),
+                region=torch.randn(batch, 3, 128, 64, device=device),
+                reference=torch.randn(batch, 3, 224, 224, device=device),
+                instance_mask=masks, roi_mask=masks.flip(-1))
+
+
+def _mae(arch: str):
+    """mmpretrain's MAE (ViT, 8-block 512-wide decoder, 75% masking) at 256×128.
+
+    Stock MAE assumes square inputs in its sin-cos init and its patchify; the benchmark keeps
+    the default (random) init and patchifies on the rectangular grid, which changes no cost.
+    """
+    from mmpretrain.models.heads import MAEPretrainHead
+    from mmpretrain.registry import MODELS
+
+    from saip_mm.models.heads import patchify
+
+    class RectMAEHead(MAEPretrainHead):
+        def patchify(self, imgs):
+            return patchify(imgs, self.patch_size)
+
+    width = 192 if arch == 'tiny' else 384
+    model = MODELS.build(dict(
+        type='MAE',
+        backbone=dict(type='MAEViT', arch=f'deit-{arch}', img_size=(256, 128), patch_size=16,
+                      mask_ratio=0.75),
+        neck=dict(type='MAEPretrainDecoder', num_patches=128, patch_size=16, in_chans=3,
+                  embed_dim=width, decoder_embed_dim=512, decoder_depth=8,
+                  decoder_num_heads=16, mlp_ratio=4.),
+        head=RectMAEHead(loss=dict(type='PixelReconstructionLoss', criterion='L2'),
+                         norm_pix=True, patch_size=16)))
+    return model
+
+
+def _measure(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
+    import saip_mm  # noqa: F401  (registers SAIP)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rss0 = _rss_bytes()
+    device = args.device
+    model = (_saip if name == 'SAIP' else _mae)(args.arch).to(device).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    if name == 'SAIP':
+        inputs = _saip_inputs(args.batch, device)
+    else:
+        inputs = torch.randn(args.batch, 3, 256, 128, device=device)
+    amp_dtype = torch.bfloat16 if device == 'cpu' else torch.float16
+    scaler = torch.amp.GradScaler(device, enabled=args.amp and device != 'cpu')
+
+    def step():
+        with torch.autocast(device_type=device.split(':')[0], dtype=amp_dtype,
+                            enabled=args.amp):
+            losses = model(inputs, mode='loss')
+        scaler.scale(sum(losses.values())).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        if name == 'SAIP':
+            model.update_teacher(momentum=0.996)
+
+    def sync():
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+
+    for _ in range(2):
+        step()
+    sync()
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync()
+    step_time = (time.perf_counter() - start) / args.steps
+    if device.startswith('cuda'):
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = _rss_bytes() - rss0
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    queue.put(dict(model=name, step_s=step_time, peak_mib=peak / 2**20,
+                   trainable_params_m=params / 1e6))
+
+
+def main() -> None:
+    args = parse_args()
+    ctx = mp.get_context('spawn')
+    results = {}
+    for name in ('MAE', 'SAIP'):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_measure, args=(name, args, queue))
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            raise SystemExit(f'{name} benchmark process failed (exit code {proc.exitcode})')
+        results[name] = queue.get()
+    memory_kind = 'CUDA peak allocated' if args.device.startswith('cuda') else 'peak RSS growth'
+    print(f'device={args.device} arch=vit-{args.arch} batch={args.batch} input=256x128 '
+          f'amp={args.amp} steps={args.steps}')
+    print(f'{"model":<6} {"step (s)":>10} {"img/s":>8} {memory_kind + " (MiB)":>28} '
+          f'{"trainable (M)":>14}')
+    for r in results.values():
+        print(f'{r["model"]:<6} {r["step_s"]:>10.3f} {args.batch / r["step_s"]:>8.1f} '
+              f'{r["peak_mib"]:>28.0f} {r["trainable_params_m"]:>14.2f}')
+    ratio_t = results['SAIP']['step_s'] / results['MAE']['step_s']
+    ratio_m = results['SAIP']['peak_mib'] / max(results['MAE']['peak_mib'], 1e-9)
+    print(f'SAIP/MAE step time ratio: {ratio_t:.2f}x; peak memory ratio: {ratio_m:.2f}x')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(args=vars(args), results=results, step_time_ratio=ratio_t,
+                           memory_ratio=ratio_m), f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
