@@ -1,10 +1,12 @@
 from .algorithms import SAIP
 from .backbones import SAIPViT
 from .data_preprocessor import SAIPDataPreprocessor
-from .heads import CSMHead, CSRHead, CSSHead
-from .losses import CSMLoss, CSRLoss, CSSLoss
+from .heads import AttributeHead, CSMHead, CSRHead, CSSHead, ReIDHead
+from .losses import CSMLoss, CSRLoss, CSSLoss, TripletLoss, WeightedBCELoss
+from .necks import SimpleFeaturePyramid
 
 __all__ = [
-    'SAIP', 'SAIPViT', 'SAIPDataPreprocessor', 'CSMHead', 'CSRHead', 'CSSHead', 'CSMLoss',
-    'CSRLoss', 'CSSLoss'
+    'SAIP', 'SAIPViT', 'SAIPDataPreprocessor', 'AttributeHead', 'CSMHead', 'CSRHead', 'CSSHead',
+    'ReIDHead', 'CSMLoss', 'CSRLoss', 'CSSLoss', 'TripletLoss', 'WeightedBCELoss',
+    'SimpleFeaturePyramid'
 ]

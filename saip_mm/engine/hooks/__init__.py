@@ -1,4 +1,8 @@
+from .attribute_pos_ratio_hook import AttributePosRatioHook
+from .pretrained_hook import SAIPPretrainedHook
 from .teacher_hook import SAIPTeacherHook
 from .visualization_hook import SAIPVisualizationHook
 
-__all__ = ['SAIPTeacherHook', 'SAIPVisualizationHook']
+__all__ = [
+    'AttributePosRatioHook', 'SAIPPretrainedHook', 'SAIPTeacherHook', 'SAIPVisualizationHook'
+]

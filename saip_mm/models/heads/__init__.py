@@ -1,5 +1,7 @@
+from .attribute_head import AttributeHead
 from .csm_head import CSMHead
 from .csr_head import CSRHead, patchify, unpatchify
 from .css_head import CSSHead
+from .reid_head import ReIDHead
 
-__all__ = ['CSMHead', 'CSRHead', 'CSSHead', 'patchify', 'unpatchify']
+__all__ = ['AttributeHead', 'CSMHead', 'CSRHead', 'CSSHead', 'ReIDHead', 'patchify', 'unpatchify']

@@ -23,7 +23,7 @@ class AttributeHead(MultiLabelClsHead):
     both read it.
 
     The loss weighting needs each attribute's positive ratio in the training set: pass it as
-    ``pos_ratio`` or let :class:`saip_mm.engine.AttributePosRatioHook` fill the ``pos_ratio``
+    ``pos_ratio`` or let :class:`saip_mm.engine.hooks.AttributePosRatioHook` fill the ``pos_ratio``
     buffer from the training dataset before training (it is saved with the checkpoint).
 
     Args:
@@ -87,4 +87,5 @@ class AttributeHead(MultiLabelClsHead):
         if isinstance(self.loss_module, WeightedBCELoss):
             return dict(loss=self.loss_module(cls_score, target, pos_ratio=self.pos_ratio))
         # any other mmpretrain multi-label loss, called as MultiLabelClsHead does
-        return dict(loss=self.loss_module(cls_score, target, avg_factor=cls_score.size(0), **kwargs))
+        loss = self.loss_module(cls_score, target, avg_factor=cls_score.size(0), **kwargs)
+        return dict(loss=loss)

@@ -1,5 +1,7 @@
 from .csm_loss import CSMLoss
 from .csr_loss import CSRLoss
 from .css_loss import CSSLoss
+from .triplet_loss import TripletLoss
+from .weighted_bce_loss import WeightedBCELoss
 
-__all__ = ['CSMLoss', 'CSRLoss', 'CSSLoss']
+__all__ = ['CSMLoss', 'CSRLoss', 'CSSLoss', 'TripletLoss', 'WeightedBCELoss']

@@ -116,7 +116,8 @@ def _select_prefixed(state_dict: Dict[str, torch.Tensor], prefix: str,
                               for k in state_dict if k.startswith(g)})
     inter = [k for k in state_dict if k.startswith(prefix + SAIP_PRETRAIN_ONLY_BACKBONE_KEYS[0])]
     if pretrain_groups or inter:
-        found = ', '.join(f'{g}*' for g in pretrain_groups + ([prefix + 'ln_inter.'] if inter else []))
+        groups = pretrain_groups + ([prefix + 'ln_inter.'] if inter else [])
+        found = ', '.join(f'{g}*' for g in groups)
         raise PretrainedCheckpointError(
             f'{path} is a full SAIP pretraining checkpoint (it holds {found}), not a backbone '
             f'checkpoint. Convert it first: python {CONVERTER} {path} <out.pth>')
@@ -157,8 +158,7 @@ def _fit_pos_embed(src: 'OrderedDict[str, torch.Tensor]', module: nn.Module, met
     """Drop an unused cls position and resize the patch positions to the module's grid."""
     dst_pos = module.state_dict()['pos_embed']
     pos = src['pos_embed']  # (1, extra + h*w, C)
-    extra = getattr(module, 'num_extra_tokens', 1)
-    src_extra = extra  # extra tokens (cls) in the checkpoint's pos_embed
+    extra = getattr(module, 'num_extra_tokens', 1)  # 0 when built with_cls_token=False
     if 'cls_token' not in src and getattr(module, 'cls_token', None) is not None:
         raise PretrainedCheckpointError(
             f'{path} has no cls_token but the model uses one (with_cls_token=True); '
@@ -168,9 +168,8 @@ def _fit_pos_embed(src: 'OrderedDict[str, torch.Tensor]', module: nn.Module, met
         # nor its position; both are in the checkpoint and are dropped on purpose.
         del src['cls_token']
         pos = pos[:, 1:]
-        src_extra = 0
         report['dropped'] += ['cls_token', 'pos_embed[:, 0] (cls position)']
-    src_patches = pos.shape[1] - src_extra
+    src_patches = pos.shape[1] - extra
     dst_grid = tuple(module.patch_resolution)
     if meta.get('pos_embed_grid') is None and src_grid is None and (
             src_patches == dst_grid[0] * dst_grid[1]):

@@ -155,13 +155,23 @@ def test_overfit_one_batch_real_vit_tiny():
     optim = OptimWrapper(torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=5e-4, betas=(0.9, 0.95)))
     inputs = make_inputs(batch=2, n_local=4)
-    totals = []
+    history = []
     for _ in range(50):
         losses = model(inputs, mode='loss')
-        total = sum(losses.values())
-        optim.update_params(total)
+        optim.update_params(sum(losses.values()))
         model.update_teacher(momentum=0.996)
-        totals.append(total.item())
-    assert all(math.isfinite(t) for t in totals)
-    first, last = sum(totals[:5]) / 5, sum(totals[-5:]) / 5
-    assert last < 0.7 * first, (first, last)
+        history.append({k: v.item() for k, v in losses.items()})
+    assert all(math.isfinite(v) for row in history for v in row.values())
+
+    def mean(rows, key=None):
+        return sum(sum(r.values()) if key is None else r[key] for r in rows) / len(rows)
+
+    first, last = history[:5], history[-5:]
+    assert mean(last) < mean(first) - 0.3, (mean(first), mean(last))
+    # The objectives with fixed targets are fitted: CSS clearly; CSR down to the floor of 1 that
+    # the per-patch-normalised noise of a random input allows (the mask is redrawn each step) ...
+    for key, factor in (('loss_csr', 0.9), ('loss_css_inst', 0.6), ('loss_css_roi', 0.6)):
+        assert mean(last, key) < factor * mean(first, key), key
+    # ... while on one repeated batch the centred teacher flattens, so the CSM cross-entropy
+    # goes to ln(K) (K = 1024 prototypes): the centring that prevents collapse.
+    assert abs(mean(last, 'loss_csm') - math.log(1024)) < 0.05

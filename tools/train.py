@@ -1,0 +1,99 @@
+"""Train a model from an MMEngine config (SAIP pretraining or a downstream config).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+                                 [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+
+The OpenMMLab form: ``--resume`` without a path continues from the newest checkpoint in the
+work dir; with a path, from that checkpoint.
+"""
+import argparse
+import importlib.util
+import os
+import os.path as osp
+import sys
+from typing import List, Optional
+
+if importlib.util.find_spec('saip_mm') is None:  # a checkout that is not pip-installed
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+# Importing saip_mm first registers our modules into mmpretrain's registries and allow-lists
+# the classes in Runner checkpoints for torch.load(weights_only=True), which --resume needs.
+import saip_mm  # noqa: F401,E402
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.device import get_device  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from saip_mm.utils.cpu_distributed import setup_cpu_distributed  # noqa: E402
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a model with MMEngine (saip_mm)')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: ./work_dirs/<config name>)')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from this checkpoint; without a path, from the latest checkpoint '
+        'in the work dir')
+    parser.add_argument('--amp', action='store_true',
+                        help='automatic mixed precision (AmpOptimWrapper, dynamic loss scale)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, key=value (e.g. train_cfg.max_iters=10); a list is '
+        'key="[a,b]" or key=a,b, no spaces')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help='job launcher')
+    # torch.distributed launchers pass --local-rank (new) or --local_rank (old).
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Apply the command line to the config; CLI flags win over ``--cfg-options``."""
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+
+    # work_dir priority: --work-dir > work_dir in the config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        optim_wrapper = cfg.get('optim_wrapper', None)
+        if optim_wrapper is None:
+            raise ValueError(f'--amp: {args.config} has no optim_wrapper to switch to AMP.')
+        if optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+            raise ValueError(
+                f'--amp: optim_wrapper is already AmpOptimWrapper (in {args.config} or '
+                '--cfg-options); drop --amp.')
+        if get_device() == 'cpu':
+            raise ValueError('--amp needs an accelerator: mmengine\'s AmpOptimWrapper does '
+                             'not run on CPU.')
+        optim_wrapper.type = 'AmpOptimWrapper'
+        optim_wrapper.loss_scale = 'dynamic'
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None  # the Runner then finds the latest checkpoint in work_dir
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    cfg = merge_args(Config.fromfile(args.config), args)
+    setup_cpu_distributed(cfg)  # no-op unless --launcher is set on a CPU-only machine
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
