@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
-# The main job behind `make demo`.
-# PLACEHOLDER until the SAIP demo lands: a short smoke run of the training stack on images it
-# generates (toy ViT classifier, tools/train.py then tools/test.py). It learns nothing useful.
-#   PYTHON=.venv/bin/python SAIP_DEMO_DIR=work_dirs/demo tools/demo.sh
+# The main job behind `make demo`: real pedestrian video -> person dataset -> SAIP pretraining
+# (ViT-Tiny, CPU budget) -> backbone checkpoint -> frozen-feature ReID evaluation against the
+# same backbone with random weights. Pictures of the views, reconstructions and search maps are
+# written by SAIPVisualizationHook under the work dir.
+#   PYTHON=.venv/bin/python SAIP_DEMO_DIR=work_dirs/demo_vtest tools/demo.sh
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-DEMO_DIR="${SAIP_DEMO_DIR:-$ROOT/work_dirs/demo}"
-CONFIG="$ROOT/configs/toy/toy_vit-tiny_1xb2-2iter_generated-32x32.py"
-DATA="$DEMO_DIR/images"
-ITERS=10
+DEMO_DIR="${SAIP_DEMO_DIR:-$ROOT/work_dirs/demo_vtest}"
+DATA="${SAIP_DEMO_DATA:-$ROOT/data/vtest}"
+CONFIG="$ROOT/configs/saip/saip_vit-tiny-p16_1xb32-demo_vtest-256x128.py"
+start=$(date +%s)
 
-"$PYTHON" "$ROOT/tools/misc/generate_toy_images.py" "$DATA" --per-class 8 --size 32
-DATA_OPTIONS=("train_dataloader.dataset.data_root=$DATA" "test_dataloader.dataset.data_root=$DATA")
+echo "[demo] 1/4 person dataset from the pedestrian video (reused when present): $DATA"
+"$PYTHON" "$ROOT/tools/dataset_converters/video_to_persons.py" --out "$DATA" --frame-step 2
 
-echo "[demo] training the toy config for $ITERS iterations into $DEMO_DIR/train"
-"$PYTHON" "$ROOT/tools/train.py" "$CONFIG" --work-dir "$DEMO_DIR/train" \
-  --cfg-options train_cfg.max_iters=$ITERS "${DATA_OPTIONS[@]}"
+echo "[demo] 2/4 SAIP pretraining (ViT-Tiny, all five losses) into $DEMO_DIR"
+"$PYTHON" "$ROOT/tools/train.py" "$CONFIG" --work-dir "$DEMO_DIR" \
+  --cfg-options "train_dataloader.dataset.data_root=$DATA/" \
+  "train_dataloader.dataset.background.data_root=$DATA/"
 
-echo "[demo] testing the last checkpoint"
-"$PYTHON" "$ROOT/tools/test.py" "$CONFIG" "$DEMO_DIR/train/iter_${ITERS}.pth" \
-  --work-dir "$DEMO_DIR/test" --out "$DEMO_DIR/test/predictions.pkl" \
-  --cfg-options "${DATA_OPTIONS[@]}"
-echo "[demo] done: logs and checkpoints in $DEMO_DIR"
+echo "[demo] 3/4 exporting the EMA teacher's backbone"
+CKPT="$(cat "$DEMO_DIR/last_checkpoint")"
+"$PYTHON" "$ROOT/tools/model_converters/saip_to_backbone.py" "$CKPT" \
+  "$DEMO_DIR/saip_vit-tiny_vtest_backbone.pth" --force
+
+echo "[demo] 4/4 frozen-feature ReID on the video's held-out time window"
+"$PYTHON" "$ROOT/tools/analysis_tools/reid_frozen_eval.py" "$DATA/reid" \
+  --checkpoint "SAIP (demo pretraining)=$DEMO_DIR/saip_vit-tiny_vtest_backbone.pth" \
+  --random-baseline --out-dir "$DEMO_DIR"
+
+echo "[demo] done in $(( $(date +%s) - start )) s. Results: $DEMO_DIR/reid_frozen_eval.{md,json};"
+echo "[demo] pictures: $(ls -d "$DEMO_DIR"/*/vis_data/vis_image 2>/dev/null | tail -1)"

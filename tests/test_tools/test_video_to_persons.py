@@ -1,0 +1,100 @@
+"""tools/dataset_converters/video_to_persons.py on a synthetic pedestrian video."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT / 'tools' / 'dataset_converters' / 'video_to_persons.py'
+
+
+def draw_pedestrian(img, x, y, color):
+    """A ~150 px silhouette (head, torso, arms, legs) that HOG's people detector finds."""
+    cv2.circle(img, (x, y + 12), 11, color, -1)
+    cv2.rectangle(img, (x - 16, y + 25), (x + 16, y + 85), color, -1)
+    for dx_top, dx_bottom, y0, y1, width in ((-8, -14, 85, 150, 10), (8, 14, 85, 150, 10),
+                                             (-16, -24, 30, 80, 7), (16, 24, 30, 80, 7)):
+        cv2.line(img, (x + dx_top, y + y0), (x + dx_bottom, y + y1), color, width)
+
+
+@pytest.fixture(scope='module')
+def video(tmp_path_factory):
+    """40 frames, two people walking in opposite directions, far enough apart never to merge."""
+    path = tmp_path_factory.mktemp('video') / 'walk.avi'
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'MJPG'), 10, (480, 360))
+    for t in range(40):
+        frame = np.full((360, 480, 3), 190, np.uint8)
+        draw_pedestrian(frame, 80 + 2 * t, 100, (40, 40, 40))
+        draw_pedestrian(frame, 400 - 2 * t, 120, (30, 30, 90))
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def run(*args):
+    res = subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True,
+                         text=True, cwd=ROOT)
+    return res
+
+
+def test_layout_tracks_and_time_split(video, tmp_path):
+    out = tmp_path / 'vt'
+    res = run('--video', video, '--out', out, '--upscale', 1.0, '--min-track', 4,
+              '--max-per-window', 3, '--crop-stride', 2)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['frames_read'] == 40 and summary['split_frame'] == 20
+    assert summary['train_tracks'] == 2 and summary['eval_identities'] == 2
+    assert 'evaluation identities: 2' in res.stdout
+    persons = (out / 'persons.txt').read_text().split()
+    assert len(persons) == summary['person_crops'] > 0
+    assert all((out / p).is_file() for p in persons)
+    frames = (out / 'frames.txt').read_text().split()
+    assert len(frames) == 20 and all((out / f).is_file() for f in frames)
+    # training data only from the first half of the video
+    assert all(int(re.search(r'_f(\d+)', p).group(1)) < 20 for p in persons)
+    names = re.compile(r'^(\d{4})_c(\d)s1_(\d{6})_\d{2}\.jpg$')
+    query = [names.match(p.name).groups() for p in (out / 'reid' / 'query').iterdir()]
+    gallery = [names.match(p.name).groups() for p in (out / 'reid' / 'bounding_box_test').iterdir()]
+    assert {q[0] for q in query} == {g[0] for g in gallery} == {'0001', '0002'}
+    assert {q[1] for q in query} == {'1'} and {g[1] for g in gallery} == {'2'}
+    for pid in ('0001', '0002'):
+        q_frames = [int(q[2]) for q in query if q[0] == pid]
+        g_frames = [int(g[2]) for g in gallery if g[0] == pid]
+        assert len(q_frames) == len(g_frames) == 3
+        # evaluation frames come after the training part; query window before gallery window
+        assert min(q_frames) >= 20 and max(q_frames) < min(g_frames)
+    img = cv2.imread(str(next((out / 'reid' / 'query').iterdir())))
+    assert img.shape[0] > img.shape[1] > 40  # a person-shaped crop
+
+    # second run: reused, nothing rewritten
+    mtime = (out / 'summary.json').stat().st_mtime_ns
+    again = run('--video', video, '--out', out, '--upscale', 1.0, '--min-track', 4,
+                '--max-per-window', 3, '--crop-stride', 2)
+    assert again.returncode == 0 and 'reusing' in again.stdout
+    assert (out / 'summary.json').stat().st_mtime_ns == mtime
+    # other parameters on the same folder: refused, the dataset is kept
+    other = run('--video', video, '--out', out, '--upscale', 1.0, '--min-track', 5)
+    assert other.returncode != 0 and 'other parameters' in other.stderr
+    assert (out / 'summary.json').stat().st_mtime_ns == mtime
+
+
+def test_frames_folder_and_bad_input(video, tmp_path):
+    frames = tmp_path / 'frames'
+    frames.mkdir()
+    cap = cv2.VideoCapture(str(video))
+    for i in range(40):
+        ok, frame = cap.read()
+        assert ok
+        cv2.imwrite(str(frames / f'{i:04d}.jpg'), frame)
+    out = tmp_path / 'from_frames'
+    res = run('--frames', frames, '--out', out, '--upscale', 1.0, '--min-track', 4)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((out / 'summary.json').read_text())['eval_identities'] == 2
+    missing = run('--video', tmp_path / 'nope.avi', '--out', tmp_path / 'x')
+    assert missing.returncode != 0 and 'nope.avi' in missing.stderr
