@@ -103,7 +103,11 @@ class SAIP(BaseSelfSupervisor):
     def init_weights(self) -> None:
         """Initialise the student, then start the teacher as its exact copy."""
         super().init_weights()
-        self.update_teacher(momentum=0.0)
+        with torch.no_grad():
+            # copy_, not an EMA with m = 0: 0 * (uninitialised memory) can be NaN
+            for name, student in self._student_modules():
+                for t, s in zip(self.teacher[name].parameters(), student.parameters()):
+                    t.copy_(s)
 
     def train(self, mode: bool = True) -> 'SAIP':
         """The teacher always stays in eval mode (it is never trained)."""

@@ -39,7 +39,7 @@ class CSMHead(BaseModule):
             nn.Linear(hidden_channels, hidden_channels), nn.GELU(),
             nn.Linear(hidden_channels, bottleneck_channels))
         # Direction of each prototype; its norm is fixed to 1 in forward().
-        self.prototypes = nn.Parameter(torch.empty(out_channels, bottleneck_channels))
+        self.prototypes = nn.Parameter(torch.zeros(out_channels, bottleneck_channels))
         loss = dict(type='CSMLoss', out_dim=out_channels) if loss is None else dict(loss)
         loss.setdefault('out_dim', out_channels)
         if loss['out_dim'] != out_channels:

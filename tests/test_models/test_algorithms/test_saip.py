@@ -52,7 +52,7 @@ def test_five_named_finite_losses_and_teacher_gets_no_gradient():
     model = build(tiny_cfg())
     losses = model(make_inputs(), mode='loss')
     assert set(losses) == LOSS_NAMES
-    assert all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
+    assert all(torch.isfinite(v) and v.ndim == 0 for v in losses.values()), losses
     sum(losses.values()).backward()
     assert all(p.grad is None and not p.requires_grad for p in model.teacher.parameters())
     assert model.backbone.pos_embed.grad is not None
