@@ -1,5 +1,4 @@
 """CSR (cross-scale reconstruction) loss: per-patch MSE on the removed patches only."""
-import torch
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from torch import Tensor
