@@ -6,7 +6,6 @@ import torch
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 
-from saip_mm.models import SAIP
 from saip_mm.models.algorithms import cosine_momentum
 
 LOSS_NAMES = {'loss_csm', 'loss_csm_attn', 'loss_csr', 'loss_css_inst', 'loss_css_roi'}
