@@ -87,7 +87,10 @@ class SAIP(BaseSelfSupervisor):
         self.mask_ratio = mask_ratio
         self.base_momentum = base_momentum
         self.end_momentum = end_momentum
-        self.patch_size = self.backbone.patch_embed.projection.kernel_size[0]
+        # The grid every input must sit on: the ViT patch, or a hierarchical backbone's
+        # ``input_stride`` (its total downsampling).
+        self.patch_size = getattr(self.backbone, 'input_stride', None) or \
+            self.backbone.patch_embed.projection.kernel_size[0]
 
         self.teacher = nn.ModuleDict(
             {name: copy.deepcopy(module) for name, module in self._student_modules()})
