@@ -10,13 +10,27 @@ memory on a GPU, peak resident set size (RSS growth over the process's start) on
     python tools/analysis_tools/benchmark_pretrain.py --device cuda --batch 64 --amp
 
 Prints a table and the SAIP/MAE ratios; ``--json`` also writes them to a file.
+
+``--baseline REF`` also measures SAIP as it is at git revision ``REF`` (a temporary
+``git worktree``, imported in its own process), in the same run, and prints this tree's SAIP
+step time and peak memory as ratios of that baseline:
+
+    python tools/analysis_tools/benchmark_pretrain.py --batch 8 --steps 3 --threads 2 --baseline main
+
+Both trees get the same inputs and the same rescale factors (``--rescale-factors``, default
+1.25 for both views, the case where every revision feeds the backbone the same sizes), so the
+work is the same; time nothing else on the machine meanwhile.
 """
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
+import subprocess
+import tempfile
 import time
-from typing import Dict
+from pathlib import Path
+from typing import Dict, Optional
 
 import torch
 
@@ -30,6 +44,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true', help='bfloat16/float16 autocast (CUDA)')
     parser.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch default)')
     parser.add_argument('--json', help='also write the figures to this JSON file')
+    parser.add_argument('--baseline', metavar='REF',
+                        help='also measure SAIP at this git revision, in the same run')
+    parser.add_argument('--rescale-factors', type=float, nargs='+', default=[1.25],
+                        help='SAIP rescale factors for the last local crop and the region view')
+    parser.add_argument('--models', nargs='+', default=['MAE', 'SAIP'],
+                        choices=['MAE', 'SAIP'], help='which models to measure')
     return parser.parse_args()
 
 
@@ -37,11 +57,11 @@ def _rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def _saip(arch: str):
+def _saip(arch: str, factors=(1.25, )):
     from mmpretrain.registry import MODELS
     width = 192 if arch == 'tiny' else 384
     model = MODELS.build(dict(
-        type='SAIP', backbone=dict(type='SAIPViT', arch=arch),
+        type='SAIP', backbone=dict(type='SAIPViT', arch=arch), rescale_factors=tuple(factors),
         csm_head=dict(type='CSMHead', in_channels=width),
         csr_head=dict(type='CSRHead', in_channels=width),
         css_head=dict(type='CSSHead', in_channels=width)))
@@ -95,9 +115,13 @@ def _measure(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
     torch.manual_seed(0)
     rss0 = _rss_bytes()
     device = args.device
-    model = (_saip if name == 'SAIP' else _mae)(args.arch).to(device).train()
+    if name.startswith('SAIP'):
+        model = _saip(args.arch, args.rescale_factors)
+    else:
+        model = _mae(args.arch)
+    model = model.to(device).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    if name == 'SAIP':
+    if name.startswith('SAIP'):
         inputs = _saip_inputs(args.batch, device)
     else:
         inputs = torch.randn(args.batch, 3, 256, 128, device=device)
@@ -112,7 +136,7 @@ def _measure(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
-        if name == 'SAIP':
+        if name.startswith('SAIP'):
             model.update_teacher(momentum=0.996)
 
     def sync():
@@ -135,36 +159,66 @@ def _measure(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
         peak = _rss_bytes() - rss0
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     queue.put(dict(model=name, step_s=step_time, peak_mib=peak / 2**20,
-                   trainable_params_m=params / 1e6))
+                   trainable_params_m=params / 1e6, saip_mm=os.path.dirname(saip_mm.__file__)))
+
+
+def _run(name: str, args: argparse.Namespace, pythonpath: Optional[str] = None) -> dict:
+    """Measure one model in a fresh process (its own peak memory, its own ``saip_mm``)."""
+    ctx = mp.get_context('spawn')
+    queue = ctx.Queue()
+    old = os.environ.get('PYTHONPATH')
+    if pythonpath:  # the spawned interpreter imports saip_mm from this tree first
+        os.environ['PYTHONPATH'] = pythonpath + (os.pathsep + old if old else '')
+    try:
+        proc = ctx.Process(target=_measure, args=(name, args, queue))
+        proc.start()
+    finally:
+        if pythonpath:
+            os.environ.pop('PYTHONPATH') if old is None else os.environ.update(PYTHONPATH=old)
+    proc.join()
+    if proc.exitcode != 0:
+        raise SystemExit(f'{name} benchmark process failed (exit code {proc.exitcode})')
+    return queue.get()
 
 
 def main() -> None:
     args = parse_args()
-    ctx = mp.get_context('spawn')
+    root = Path(__file__).resolve().parents[2]
     results = {}
-    for name in ('MAE', 'SAIP'):
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_measure, args=(name, args, queue))
-        proc.start()
-        proc.join()
-        if proc.exitcode != 0:
-            raise SystemExit(f'{name} benchmark process failed (exit code {proc.exitcode})')
-        results[name] = queue.get()
+    for name in args.models:
+        results[name] = _run(name, args, str(root))
+    if args.baseline:
+        with tempfile.TemporaryDirectory(prefix='saip_baseline_') as tmp:
+            tree = Path(tmp) / 'tree'
+            subprocess.run(['git', '-C', str(root), 'worktree', 'add', '--detach', str(tree),
+                            args.baseline], check=True, capture_output=True)
+            try:
+                results['SAIP@base'] = _run('SAIP@base', args, str(tree))
+            finally:
+                subprocess.run(['git', '-C', str(root), 'worktree', 'remove', '--force',
+                                str(tree)], check=False, capture_output=True)
     memory_kind = 'CUDA peak allocated' if args.device.startswith('cuda') else 'peak RSS growth'
     print(f'device={args.device} arch=vit-{args.arch} batch={args.batch} input=256x128 '
           f'amp={args.amp} steps={args.steps}')
-    print(f'{"model":<6} {"step (s)":>10} {"img/s":>8} {memory_kind + " (MiB)":>28} '
+    print(f'{"model":<10} {"step (s)":>10} {"img/s":>8} {memory_kind + " (MiB)":>28} '
           f'{"trainable (M)":>14}')
     for r in results.values():
-        print(f'{r["model"]:<6} {r["step_s"]:>10.3f} {args.batch / r["step_s"]:>8.1f} '
+        print(f'{r["model"]:<10} {r["step_s"]:>10.3f} {args.batch / r["step_s"]:>8.1f} '
               f'{r["peak_mib"]:>28.0f} {r["trainable_params_m"]:>14.2f}')
-    ratio_t = results['SAIP']['step_s'] / results['MAE']['step_s']
-    ratio_m = results['SAIP']['peak_mib'] / max(results['MAE']['peak_mib'], 1e-9)
-    print(f'SAIP/MAE step time ratio: {ratio_t:.2f}x; peak memory ratio: {ratio_m:.2f}x')
+    ratios = {}
+    for other in ('MAE', 'SAIP@base'):
+        if 'SAIP' in results and other in results:
+            ratios[other] = dict(
+                step_time=results['SAIP']['step_s'] / results[other]['step_s'],
+                peak_memory=results['SAIP']['peak_mib'] / max(results[other]['peak_mib'], 1e-9))
+            print(f'SAIP/{other} step time ratio: {ratios[other]["step_time"]:.2f}x; '
+                  f'peak memory ratio: {ratios[other]["peak_memory"]:.2f}x')
+    if 'SAIP@base' in results:
+        print(f'baseline: {args.baseline} ({results["SAIP@base"]["saip_mm"]}); '
+              f'this tree: {results["SAIP"]["saip_mm"] if "SAIP" in results else "-"}')
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(args=vars(args), results=results, step_time_ratio=ratio_t,
-                           memory_ratio=ratio_m), f, indent=2)
+            json.dump(dict(args=vars(args), results=results, ratios=ratios), f, indent=2)
 
 
 if __name__ == '__main__':

@@ -23,13 +23,14 @@ class PackSAIPInputs(BaseTransform):
             Defaults to ('g1', 'g2', 'locals', 'region', 'reference', 'instance_mask',
             'roi_mask'), all of the SAIP reference recipe.
         meta_keys (Sequence[str]): results copied into the DataSample's metainfo when present.
-            Defaults to ('img_path', 'bg_img_path', 'instance_box', 'roi_box').
+            Defaults to ('img_path', 'bg_img_path', 'instance_box', 'roi_box',
+            'region_interpolation'); the last lets ``SAIP`` check the region view's resize mode.
     """
 
     def __init__(self,
                  input_keys: Sequence[str] = SAIP_VIEW_KEYS,
                  meta_keys: Sequence[str] = ('img_path', 'bg_img_path', 'instance_box',
-                                             'roi_box')) -> None:
+                                             'roi_box', 'region_interpolation')) -> None:
         self.input_keys = tuple(input_keys)
         self.meta_keys = tuple(meta_keys)
 

@@ -181,30 +181,35 @@ class RegionView(BaseTransform):
     """The region view: the anchor ``g1`` resized to half scale (same person, same pixels).
 
     Resizes the already normalised tensor, so the region view shares g1's crop and photometric
-    augmentation exactly; antialiasing avoids the aliasing of a plain 2x bicubic downsample.
+    augmentation exactly. Reference: ``F.interpolate(g1, size=(128, 64))``, i.e. its default
+    nearest-neighbour; ours: the same by default, ``'bicubic'`` (with antialiasing) for
+    experiments. The mode must equal the model's ``resize_mode``: it is recorded as
+    ``region_interpolation`` and checked by ``SAIP`` at every step.
 
     Args:
         size (Sequence[int]): (H, W) of the region view. Defaults to (128, 64) (SAIP reference,
             half the 256x128 anchor).
-        interpolation (str): ``torch.nn.functional.interpolate`` mode. Defaults to 'bicubic'
-            (SAIP reference).
-        antialias (bool): antialias when downsampling. Defaults to True.
+        interpolation (str): ``'nearest'`` (SAIP reference) or ``'bicubic'``.
+            Defaults to 'nearest'.
+        antialias (bool): antialias when downsampling; used by ``'bicubic'`` only.
+            Defaults to True.
         src_key (str): the view to resize. Defaults to 'g1'.
         key (str): output key. Defaults to 'region'.
     """
 
     def __init__(self,
                  size: Sequence[int] = (128, 64),
-                 interpolation: str = 'bicubic',
+                 interpolation: str = 'nearest',
                  antialias: bool = True,
                  src_key: str = 'g1',
                  key: str = 'region') -> None:
         self.size: Tuple[int, int] = check_size('size', size)
-        if interpolation not in ('bilinear', 'bicubic', 'nearest', 'area'):
-            raise ValueError(f'RegionView: unsupported `interpolation` {interpolation!r}')
+        if interpolation not in ('nearest', 'bicubic'):
+            raise ValueError(f"RegionView: `interpolation` must be 'nearest' (SAIP reference) or "
+                             f"'bicubic', got {interpolation!r}")
         self.interpolation = interpolation
-        # torch supports antialias for bilinear/bicubic only.
-        self.antialias = bool(antialias) and interpolation in ('bilinear', 'bicubic')
+        # torch antialiases bilinear/bicubic only.
+        self.antialias = bool(antialias) and interpolation == 'bicubic'
         self.src_key = src_key
         self.key = key
 
@@ -215,14 +220,16 @@ class RegionView(BaseTransform):
             results (dict): holds the normalised (3, H, W) tensor under ``src_key``.
 
         Returns:
-            dict: ``results`` with the region view (3, h, w).
+            dict: ``results`` with the region view (3, h, w) and ``region_interpolation``.
         """
         src = require_key(results, self.src_key, type(self).__name__)
-        kwargs = dict(align_corners=False) if self.interpolation in ('bilinear', 'bicubic') \
-            else {}
-        region = F.interpolate(src[None], size=self.size, mode=self.interpolation,
-                               antialias=self.antialias, **kwargs)
+        if self.interpolation == 'nearest':
+            region = F.interpolate(src[None], size=self.size)
+        else:
+            region = F.interpolate(src[None], size=self.size, mode='bicubic',
+                                   align_corners=False, antialias=self.antialias)
         results[self.key] = region[0]  # (3, h, w)
+        results['region_interpolation'] = self.interpolation
         return results
 
     def __repr__(self) -> str:

@@ -7,6 +7,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.distributed as dist
+from mmengine.dist import is_distributed
 from mmengine.logging import MessageHub
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
@@ -21,14 +23,48 @@ def cosine_momentum(base: float, end: float, it: int, max_iters: int) -> float:
     return end - (end - base) * (math.cos(math.pi * progress) + 1) / 2
 
 
-def rescale(images: Tensor, factor: float, patch_size: int) -> Tensor:
-    """Resize images by ``factor`` (bicubic), each side rounded to a multiple of the patch."""
+RESIZE_MODES = ('nearest', 'bicubic')
+
+
+def resize_tensor(images: Tensor, mode: str, size: Optional[Tuple[int, int]] = None,
+                  scale_factor: Optional[float] = None) -> Tensor:
+    """``F.interpolate`` with the SAIP resize modes.
+
+    Reference: ``F.interpolate``'s default, nearest-neighbour. Ours: the same by default;
+    ``'bicubic'`` (``align_corners=False``) for experiments.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f'resize mode must be one of {RESIZE_MODES}, got {mode!r}')
+    kwargs = dict(align_corners=False) if mode == 'bicubic' else {}
+    return F.interpolate(images, size=size, scale_factor=scale_factor, mode=mode, **kwargs)
+
+
+def rescale(images: Tensor, factor: float, patch_size: int, mode: str = 'nearest') -> Tensor:
+    """Scale both sides by ``factor``, then keep the top-left block on the patch grid.
+
+    Reference: ``F.interpolate(x, scale_factor=f)`` (each side becomes ``floor(side * f)``),
+    whose stride-16 patch embedding then drops the incomplete last row/column of patches.
+    Ours: the same resize, then an explicit crop to ``floor(side / patch) * patch``, because
+    mmcv's ``PatchEmbed`` would *pad* instead (zero half-patches). The person keeps its shape:
+    128×64 × 0.875 → 112×56 → 112×48 kept (a 7×3 grid).
+
+    Args:
+        images (Tensor): (B, 3, H, W).
+        factor (float): the scale factor of both sides.
+        patch_size (int): the grid the output must sit on.
+        mode (str): ``'nearest'`` (reference) or ``'bicubic'``. Defaults to 'nearest'.
+
+    Returns:
+        Tensor: (B, 3, ⌊⌊H·f⌋/p⌋·p, ⌊⌊W·f⌋/p⌋·p).
+    """
+    if factor != 1:
+        images = resize_tensor(images, mode, scale_factor=factor)
     h, w = images.shape[-2:]
-    size = (max(patch_size, round(h * factor / patch_size) * patch_size),
-            max(patch_size, round(w * factor / patch_size) * patch_size))
-    if size == (h, w):
-        return images
-    return F.interpolate(images, size=size, mode='bicubic', align_corners=False)
+    keep_h, keep_w = h // patch_size * patch_size, w // patch_size * patch_size
+    if keep_h == 0 or keep_w == 0:
+        raise ValueError(f'rescale: a {h}x{w} view (factor {factor}) is smaller than one '
+                         f'{patch_size}x{patch_size} patch')
+    return images[..., :keep_h, :keep_w]
 
 
 @MODELS.register_module()
@@ -36,26 +72,38 @@ class SAIP(BaseSelfSupervisor):
     """Scale-Aware Image Pretraining.
 
     The student is the backbone plus the CSM, CSR and CSS heads; the teacher is an EMA copy of
-    all of them (only its backbone and CSM head run). :class:`SAIPTeacherHook` updates the
-    teacher after each optimiser step; it must be in the config's ``custom_hooks``.
-    A head set to ``None`` switches its objective off (the ablations).
+    the parts that run in the teacher: the backbone and the CSM head (the method's teacher is an
+    EMA of the whole student, but its CSR and CSS copies are never read, so they are not kept;
+    checkpoints that hold them still load, the extra keys are dropped).
+    :class:`SAIPTeacherHook` updates the teacher after each optimiser step; it must be in the
+    config's ``custom_hooks``. A head set to ``None`` switches its objective off (the ablations).
+
+    Every loss term is checked before the optimiser step: a non-finite one stops the run with a
+    ``FloatingPointError`` naming the term(s) and the iteration (no update, no teacher step, no
+    checkpoint of the broken state).
 
     Args:
         backbone (dict): :class:`SAIPViT` config.
         csm_head (dict, optional): :class:`CSMHead` config, or None to switch CSM off.
         csr_head (dict, optional): :class:`CSRHead` config, or None to switch CSR off.
         css_head (dict, optional): :class:`CSSHead` config, or None to switch CSS off.
-        n_local (int): ``n_local`` of the method; the pipeline gives ``n_local - 1`` local crops.
-            Defaults to 8.
+        n_local (int): ``n_local`` of the method; the pipeline gives ``n_local - 1`` local crops
+            (``PersonLocalViews.num_views``: set both together). Defaults to 8.
         rescale_factors (sequence[float]): factors drawn for the last local crop and the region
             view. Defaults to (0.75, 0.875, 1.125, 1.25).
         csr_scale (float): upscaling of ``g2`` for the masked CSR view. Defaults to 1.25.
         mask_ratio (float): CSR mask ratio. Defaults to 0.75.
+        resize_mode (str): interpolation of the tensor resizes: the random rescale, the CSR view
+            and (through the pipeline's ``RegionView.interpolation``, which must match) the
+            region view. Reference: ``F.interpolate``'s default, ``'nearest'``; ours: the same by
+            default, ``'bicubic'`` for experiments. Defaults to 'nearest'.
         base_momentum (float): teacher EMA momentum at iteration 0. Defaults to 0.996.
         end_momentum (float): teacher EMA momentum at the last iteration. Defaults to 1.0.
         data_preprocessor (dict, optional): defaults to ``SAIPDataPreprocessor``.
         init_cfg (dict, optional): initialisation config.
     """
+    # Only these teacher copies run (backbone: globals + reference; CSM head: globals).
+    TEACHER_MODULES = ('backbone', 'csm_head')
 
     def __init__(self,
                  backbone: dict,
@@ -66,14 +114,18 @@ class SAIP(BaseSelfSupervisor):
                  rescale_factors: Sequence[float] = (0.75, 0.875, 1.125, 1.25),
                  csr_scale: float = 1.25,
                  mask_ratio: float = 0.75,
+                 resize_mode: str = 'nearest',
                  base_momentum: float = 0.996,
                  end_momentum: float = 1.0,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if csm_head is None and csr_head is None and css_head is None:
             raise ValueError('SAIP needs at least one of csm_head, csr_head, css_head')
-        if n_local < 2:
-            raise ValueError(f'n_local must be >= 2 (got {n_local})')
+        if isinstance(n_local, bool) or not isinstance(n_local, int) or n_local < 2:
+            raise ValueError(f'model.n_local must be an integer >= 2 (got {n_local!r})')
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f'model.resize_mode must be one of {RESIZE_MODES}, '
+                             f'got {resize_mode!r}')
         data_preprocessor = dict(data_preprocessor or {})
         data_preprocessor.setdefault('type', 'SAIPDataPreprocessor')
         super().__init__(backbone=backbone, data_preprocessor=data_preprocessor,
@@ -85,6 +137,7 @@ class SAIP(BaseSelfSupervisor):
         self.rescale_factors = tuple(rescale_factors)
         self.csr_scale = csr_scale
         self.mask_ratio = mask_ratio
+        self.resize_mode = resize_mode
         self.base_momentum = base_momentum
         self.end_momentum = end_momentum
         # The grid every input must sit on: the ViT patch, or a hierarchical backbone's
@@ -93,22 +146,30 @@ class SAIP(BaseSelfSupervisor):
             self.backbone.patch_embed.projection.kernel_size[0]
 
         self.teacher = nn.ModuleDict(
-            {name: copy.deepcopy(module) for name, module in self._student_modules()})
+            {name: copy.deepcopy(module) for name, module in self._teacher_pairs()})
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.teacher.eval()
+        self._register_load_state_dict_pre_hook(self._drop_unused_teacher_keys)
 
-    def _student_modules(self) -> List[Tuple[str, nn.Module]]:
-        return [(name, getattr(self, name)) for name in ('backbone', 'csm_head', 'csr_head',
-                                                          'css_head')
+    def _teacher_pairs(self) -> List[Tuple[str, nn.Module]]:
+        """(name, student module) of every module the teacher keeps an EMA copy of."""
+        return [(name, getattr(self, name)) for name in self.TEACHER_MODULES
                 if getattr(self, name) is not None]
+
+    @staticmethod
+    def _drop_unused_teacher_keys(state_dict: dict, prefix: str, *args) -> None:
+        """Checkpoints written before the teacher was slimmed hold teacher CSR/CSS copies."""
+        for key in [k for k in state_dict
+                    if k.startswith((f'{prefix}teacher.csr_head.', f'{prefix}teacher.css_head.'))]:
+            del state_dict[key]
 
     def init_weights(self) -> None:
         """Initialise the student, then start the teacher as its exact copy."""
         super().init_weights()
         with torch.no_grad():
             # copy_, not an EMA with m = 0: 0 * (uninitialised memory) can be NaN
-            for name, student in self._student_modules():
+            for name, student in self._teacher_pairs():
                 for t, s in zip(self.teacher[name].parameters(), student.parameters()):
                     t.copy_(s)
 
@@ -120,7 +181,7 @@ class SAIP(BaseSelfSupervisor):
 
     @torch.no_grad()
     def update_teacher(self, momentum: Optional[float] = None) -> float:
-        """``teacher = m · teacher + (1 − m) · student`` over all parameters.
+        """``teacher = m · teacher + (1 − m) · student`` over all teacher parameters.
 
         Args:
             momentum (float, optional): ``m``; by default the cosine schedule from
@@ -138,11 +199,12 @@ class SAIP(BaseSelfSupervisor):
             else:
                 momentum = cosine_momentum(self.base_momentum, self.end_momentum,
                                            hub.get_info('iter', 0) + 1, max_iters)
-        for name, student in self._student_modules():
-            t_params = list(self.teacher[name].parameters())
-            s_params = [p.detach() for p in student.parameters()]
-            torch._foreach_mul_(t_params, momentum)
-            torch._foreach_add_(t_params, s_params, alpha=1 - momentum)
+        t_params, s_params = [], []
+        for name, student in self._teacher_pairs():
+            t_params += list(self.teacher[name].parameters())
+            s_params += [p.detach() for p in student.parameters()]
+        # One fused lerp over all tensors: t + (1 - m)(s - t) = m·t + (1 - m)·s.
+        torch._foreach_lerp_(t_params, s_params, 1 - momentum)
         return momentum
 
     def extract_feat(self, inputs: Tensor) -> Tensor:
@@ -152,11 +214,14 @@ class SAIP(BaseSelfSupervisor):
     def mask_csr_view(self, g2: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """The CSR view: ``g2`` upscaled by ``csr_scale`` and an anchor-consistent mask.
 
+        Reference: ``F.interpolate(g2, scale_factor=1.25)`` (nearest). Ours: the same with
+        ``resize_mode='nearest'``; the pixel target is built from this very view either way.
+
         Returns:
             tuple: the view (B, 3, H', W'), ``ids_keep`` (B, n_keep) and ``mask`` (B, h'*w'),
             1 on removed patches.
         """
-        masked_view = rescale(g2, self.csr_scale, self.patch_size)
+        masked_view = rescale(g2, self.csr_scale, self.patch_size, self.resize_mode)
         grid = (masked_view.shape[-2] // self.patch_size, masked_view.shape[-1] // self.patch_size)
         # The mask is drawn on g2's own (anchor-scale) grid and carried to the upscaled one.
         anchor_grid = (g2.shape[-2] // self.patch_size, g2.shape[-1] // self.patch_size)
@@ -178,7 +243,8 @@ class SAIP(BaseSelfSupervisor):
         out: Dict[str, Tensor] = {}
         if self.csr_head is not None:
             view, ids_keep, mask = self.mask_csr_view(g2)
-            anchor_cls = self.backbone(g2, stop_at_inter=True)['inter'][:, 0]
+            # The anchor cls comes from g1, never from g2 (the image being reconstructed).
+            anchor_cls = self.backbone(g1, stop_at_inter=True)['inter'][:, 0]
             masked = self.backbone(view, ids_keep=ids_keep, stop_at_inter=True)
             grid = (view.shape[-2] // self.patch_size, view.shape[-1] // self.patch_size)
             out.update(csr_view=view, csr_mask=mask,
@@ -192,9 +258,50 @@ class SAIP(BaseSelfSupervisor):
                 out[name] = self.css_head(query, kv, feats).sigmoid()
         return out
 
-    def _csm_logits(self, head: nn.Module, tokens: Tensor, num_views: int) -> List[Tensor]:
-        """cls tokens of view-major stacked tokens → list of (B, K) logits, one per view."""
-        return list(head(tokens[:, 0]).chunk(num_views))
+    def check_inputs(self, inputs: Dict[str, Tensor], data_samples: Optional[list] = None) -> None:
+        """Check the batched views against the model's settings; raise naming the fields.
+
+        The pipeline is built from the config when it is parsed, so ``--cfg-options`` can change
+        the model without the pipeline (or back): a mismatch would cut views wrongly and train
+        silently on the wrong pairs.
+        """
+        for key in ('g1', 'g2', 'locals', 'region', 'reference', 'instance_mask', 'roi_mask'):
+            if key not in inputs:
+                raise KeyError(f'SAIP: view `{key}` is missing from the batch (has '
+                               f'{sorted(inputs)}); the pipeline must end with PackSAIPInputs')
+        g1, g2, local_views = inputs['g1'], inputs['g2'], inputs['locals']
+        B = g1.shape[0]
+        if g1.dim() != 4 or g2.shape != g1.shape:
+            raise ValueError(f'SAIP: g1 and g2 must be (B, 3, H, W) of one shape, got '
+                             f'{tuple(g1.shape)} and {tuple(g2.shape)}')
+        if local_views.dim() != 5 or local_views.shape[0] != B:
+            raise ValueError(f'SAIP: `locals` must be (B={B}, n_local - 1, 3, h, w), got '
+                             f'{tuple(local_views.shape)}')
+        if local_views.shape[1] != self.n_local - 1:
+            raise ValueError(
+                f'SAIP: the batch holds {local_views.shape[1]} local crops per image but '
+                f'model.n_local={self.n_local} needs n_local - 1 = {self.n_local - 1}. '
+                f'model.n_local and the PersonLocalViews transform\'s num_views must be set '
+                f'together (num_views = n_local - 1), e.g. --cfg-options model.n_local=8 '
+                f'train_dataloader.dataset.pipeline.2.num_views=7 for the configs in '
+                f'configs/saip/ (PersonLocalViews is pipeline step 2 there).')
+        for key in ('region', 'reference'):
+            if inputs[key].dim() != 4 or inputs[key].shape[0] != B:
+                raise ValueError(f'SAIP: `{key}` must be (B={B}, 3, h, w), got '
+                                 f'{tuple(inputs[key].shape)}')
+        ref_hw = tuple(inputs['reference'].shape[-2:])
+        for key in ('instance_mask', 'roi_mask'):
+            if tuple(inputs[key].shape) != (B, ) + ref_hw:
+                raise ValueError(f'SAIP: `{key}` must be (B, H, W) = {(B, ) + ref_hw} like the '
+                                 f'reference, got {tuple(inputs[key].shape)}')
+        if data_samples:
+            meta = getattr(data_samples[0], 'metainfo', {}) or {}
+            mode = meta.get('region_interpolation')
+            if mode is not None and mode != self.resize_mode:
+                raise ValueError(
+                    f'SAIP: the pipeline\'s RegionView.interpolation={mode!r} differs from '
+                    f'model.resize_mode={self.resize_mode!r}; set both to the same mode (the '
+                    f'method resizes the region view, the random rescale and the CSR view alike)')
 
     def loss(self, inputs: Dict[str, Tensor], data_samples: Optional[list] = None,
              **kwargs) -> Dict[str, Tensor]:
@@ -210,52 +317,93 @@ class SAIP(BaseSelfSupervisor):
             dict: ``loss_csm``, ``loss_csm_attn``, ``loss_csr``, ``loss_css_inst``,
             ``loss_css_roi`` (those whose objective is on).
         """
-        g1, g2 = inputs['g1'], inputs['g2']
+        self.check_inputs(inputs, data_samples)
+        g1, g2, local_views = inputs['g1'], inputs['g2'], inputs['locals']
         B = g1.shape[0]
         globals_ = torch.cat([g1, g2])  # (2B, 3, H, W), view-major
-        use_attn = self.csm_head is not None and self.csm_head.with_attention_loss
+        use_csm, use_csr, use_css = (self.csm_head is not None, self.csr_head is not None,
+                                     self.css_head is not None)
+        use_attn = use_csm and self.csm_head.with_attention_loss
         losses: Dict[str, Tensor] = {}
 
         # ---- teacher: no gradients, ever ----
         with torch.no_grad():
-            if self.csm_head is not None:
+            if use_csm:
                 t_glob = self.teacher['backbone'](globals_, return_relations=use_attn)
-                t_csm = self._csm_logits(self.teacher['csm_head'], t_glob['last'], 2)
-            if self.css_head is not None:
+                t_csm = self.teacher['csm_head'](t_glob['last'][:, 0]).chunk(2)  # 2 × (B, K)
+            if use_css:
                 t_ref = self.teacher['backbone'](inputs['reference'], stop_at_inter=True)
                 ref_tokens, ref_grid = t_ref['inter'][:, 1:], t_ref['grid']
 
         # ---- student ----
-        s_glob = self.backbone(globals_, return_relations=use_attn,
-                               stop_at_inter=self.csm_head is None)
-        local_views = inputs['locals']
-        last_local = None
-        if self.csm_head is not None or self.css_head is not None:
-            last_local = self.backbone(
-                rescale(local_views[:, -1], random.choice(self.rescale_factors),
-                        self.patch_size), stop_at_inter=self.csm_head is None)
+        s_glob = self.backbone(globals_, return_relations=use_attn, stop_at_inter=not use_csm)
+        # Random draws in a fixed order (last local, region, CSR mask) for reproducibility.
+        last_local = region = None
+        if use_csm or use_css:
+            local_factor = random.choice(self.rescale_factors)
+            last_local_view = rescale(local_views[:, -1], local_factor, self.patch_size,
+                                      self.resize_mode)
+        if use_csm:
+            region_view = rescale(inputs['region'], random.choice(self.rescale_factors),
+                                  self.patch_size, self.resize_mode)
+            if region_view.shape == last_local_view.shape:
+                # Same size: one backbone pass for both views.
+                both = self.backbone(torch.cat([last_local_view, region_view]))
+                last_local = {k: v[:B] if k in ('inter', 'last') else v for k, v in both.items()}
+                region = {k: v[B:] if k in ('inter', 'last') else v for k, v in both.items()}
+            else:
+                last_local = self.backbone(last_local_view)
+                region = self.backbone(region_view)
+        elif use_css:
+            last_local = self.backbone(last_local_view, stop_at_inter=True)
 
-        if self.csm_head is not None:
-            s_csm = self._csm_logits(self.csm_head, s_glob['last'], 2)
+        if use_csm:
+            # Student views in the method's order: g1, g2, locals…, rescaled last local,
+            # rescaled region. One head call for all of them (one prototype normalisation).
+            cls_tokens = [s_glob['last'][:, 0]]
             n_small = self.n_local - 2
             if n_small > 0:
                 small = local_views[:, :n_small].transpose(0, 1).flatten(0, 1)  # (n*B, 3, h, w)
-                s_csm += self._csm_logits(self.csm_head, self.backbone(small)['last'], n_small)
-            region = self.backbone(
-                rescale(inputs['region'], random.choice(self.rescale_factors), self.patch_size))
-            s_csm += self._csm_logits(self.csm_head, last_local['last'], 1)
-            s_csm += self._csm_logits(self.csm_head, region['last'], 1)
+                cls_tokens.append(self.backbone(small)['last'][:, 0])
+            cls_tokens += [last_local['last'][:, 0], region['last'][:, 0]]
+            s_csm = self.csm_head(torch.cat(cls_tokens))  # ((n_local + 2)·B, K), view-major
             losses.update(self.csm_head.loss(
                 s_csm, t_csm, s_glob.get('relations'), t_glob.get('relations')))
 
-        if self.csr_head is not None:
+        if use_csr:
             masked_view, ids_keep, mask = self.mask_csr_view(g2)
             masked = self.backbone(masked_view, ids_keep=ids_keep, stop_at_inter=True)
-            losses.update(self.csr_head.loss(masked['inter'], s_glob['inter'][B:, 0], ids_keep,
+            # Anchor cls = student `inter` cls of g1 (reference: b_feats[0][:bs]), never g2's:
+            # g2 is the image being reconstructed and its cls would leak the target.
+            losses.update(self.csr_head.loss(masked['inter'], s_glob['inter'][:B, 0], ids_keep,
                                              mask, masked_view))
 
-        if self.css_head is not None:
+        if use_css:
             losses.update(self.css_head.loss(
                 s_glob['inter'][:B], last_local['inter'], ref_tokens, ref_grid,
                 inputs['instance_mask'], inputs['roi_mask']))
         return losses
+
+    def parse_losses(self, losses: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """Sum the losses, after checking every term is finite (on every process).
+
+        Raises:
+            FloatingPointError: naming the non-finite term(s) and the iteration, before the
+                optimiser step and the teacher update can spread NaN into the weights.
+        """
+        names = list(losses)
+        values = torch.stack([losses[n].detach().float().mean() for n in names])
+        finite = torch.isfinite(values)
+        bad_here = (~finite).any().float()
+        if is_distributed():  # every rank must stop, not only the one that saw it
+            dist.all_reduce(bad_here, op=dist.ReduceOp.MAX)
+        if bad_here.item() > 0:
+            it = MessageHub.get_current_instance().get_info('iter')
+            where = f'iteration {it + 1}' if it is not None else 'this step'
+            terms = ', '.join(f'{n}={values[i].item()}' for i, n in enumerate(names)
+                              if not finite[i]) or 'on another process'
+            raise FloatingPointError(
+                f'SAIP: non-finite loss at {where}: {terms}. Stopped before the optimizer step '
+                f'and the teacher update; the newest checkpoint is the last good state. Check '
+                f'the inputs (data_preprocessor mean/std, corrupt images) and the lr.')
+        return super().parse_losses(losses)

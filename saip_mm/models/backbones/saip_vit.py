@@ -2,6 +2,7 @@
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import build_norm_layer, resize_pos_embed
 from mmpretrain.registry import MODELS
@@ -81,6 +82,28 @@ class SAIPViT(VisionTransformer):
         self.inter_index = inter_index
         self.ln_inter = build_norm_layer(kwargs['norm_cfg'], self.embed_dims)
 
+    def patch_embed_tokens(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
+        """``self.patch_embed`` for inputs on the patch grid, as one matrix product.
+
+        A convolution whose stride equals its kernel is a linear map of non-overlapping
+        patches; on CPU the patchify + GEMM form is faster than the convolution (forward and
+        weight gradient). Same parameters (``patch_embed.projection.weight``/``bias``), same
+        result up to float rounding. Other patch embeddings run as they are.
+        """
+        proj = self.patch_embed.projection
+        if (type(proj) is not torch.nn.Conv2d or proj.stride != proj.kernel_size
+                or proj.padding != (0, 0) or proj.dilation != (1, 1) or proj.groups != 1):
+            x, grid = self.patch_embed(x)
+            return x, tuple(grid)
+        B, C, H, W = x.shape
+        ph, pw = proj.kernel_size
+        h, w = H // ph, W // pw
+        patches = x.reshape(B, C, h, ph, w, pw).permute(0, 2, 4, 1, 3, 5).reshape(B, h * w, -1)
+        x = F.linear(patches, proj.weight.reshape(proj.out_channels, -1), proj.bias)
+        if self.patch_embed.norm is not None:
+            x = self.patch_embed.norm(x)
+        return x, (h, w)
+
     def embed(self, x: Tensor, ids_keep: Optional[Tensor] = None) -> Tuple[Tensor, Tuple[int, int]]:
         """Patch-embed an image, add (resized) position embeddings, prepend the cls token.
 
@@ -92,8 +115,13 @@ class SAIPViT(VisionTransformer):
         Returns:
             tuple: tokens (B, 1 + n, C) and the patch grid (h, w).
         """
-        B = x.shape[0]
-        x, grid = self.patch_embed(x)  # (B, h*w, C)
+        B, _, H, W = x.shape
+        p = self.patch_embed.projection.stride
+        if H % p[0] or W % p[1]:
+            # mmcv's PatchEmbed would zero-pad a half patch; SAIP crops to the grid first.
+            raise ValueError(f'SAIPViT: input {H}x{W} is not on the {p[0]}x{p[1]} patch grid; '
+                             f'crop it to a multiple of the patch (saip_mm rescale() does)')
+        x, grid = self.patch_embed_tokens(x)  # (B, h*w, C)
         pos_embed = resize_pos_embed(self.pos_embed, self.patch_resolution, grid,
                                      mode=self.interpolate_mode,
                                      num_extra_tokens=self.num_extra_tokens)

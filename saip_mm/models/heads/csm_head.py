@@ -1,5 +1,5 @@
 """CSM head: the DINO-style projection of cls tokens to prototype logits."""
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -56,19 +56,25 @@ class CSMHead(BaseModule):
         trunc_normal_(self.prototypes, std=0.02)
 
     def forward(self, cls_tokens: Tensor) -> Tensor:
-        """Map cls tokens (N, C) to prototype logits (N, out_channels)."""
+        """Map cls tokens (N, C) to prototype logits (N, out_channels).
+
+        ``x · (w_k / |w_k|)`` is computed as ``(x · w_k) / |w_k|``: the 65536 row norms scale
+        the (N, K) output instead of normalising the (K, 256) matrix on every call.
+        """
         x = F.normalize(self.mlp(cls_tokens), dim=-1)
-        return F.linear(x, F.normalize(self.prototypes, dim=-1))
+        inv_norm = self.prototypes.norm(dim=-1).clamp_min(1e-12).reciprocal()  # (K,)
+        return F.linear(x, self.prototypes) * inv_norm
 
     def loss(self,
-             student_logits: Sequence[Tensor],
+             student_logits: Union[Tensor, Sequence[Tensor]],
              teacher_logits: Sequence[Tensor],
              student_relations: Optional[Dict[str, Tensor]] = None,
              teacher_relations: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
         """The CSM losses; also updates the centre with this step's teacher outputs.
 
         Args:
-            student_logits (list[Tensor]): (B, K) per student view, global views first.
+            student_logits (Tensor | list[Tensor]): (V·B, K) view-major, or (B, K) per
+                student view; global views first.
             teacher_logits (list[Tensor]): (B, K) per teacher global view.
             student_relations, teacher_relations (dict, optional): last-block relations of the
                 global views; when given (and the attention weight is not 0) adds

@@ -1,5 +1,5 @@
 """CSM (cross-scale matching) loss: DINO-style self-distillation plus attention relations."""
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Union
 
 import torch
 import torch.distributed as dist
@@ -9,6 +9,8 @@ from mmengine.logging import MessageHub
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from torch import Tensor
+
+from .utils import check_loss_weight
 
 
 @MODELS.register_module()
@@ -44,6 +46,9 @@ class CSMLoss(BaseModule):
                  loss_weight: float = 1.0,
                  attn_loss_weight: float = 1.0) -> None:
         super().__init__()
+        check_loss_weight(self, 'loss_weight', loss_weight, 'model.csm_head.loss.loss_weight')
+        check_loss_weight(self, 'attn_loss_weight', attn_loss_weight,
+                          'model.csm_head.loss.attn_loss_weight')
         self.out_dim = out_dim
         self.student_temp = student_temp
         self.teacher_temp = teacher_temp
@@ -64,28 +69,44 @@ class CSMLoss(BaseModule):
         frac = epoch / self.warmup_teacher_temp_epochs
         return self.warmup_teacher_temp + frac * (self.teacher_temp - self.warmup_teacher_temp)
 
-    def forward(self, student_logits: Sequence[Tensor], teacher_logits: Sequence[Tensor]) -> Tensor:
+    def forward(self, student_logits: Union[Tensor, Sequence[Tensor]],
+                teacher_logits: Sequence[Tensor]) -> Tensor:
         """Compute the representation term (weighted).
 
+        With ``z_v = s_v / τ_s``, ``lse_v = logsumexp(z_v)`` and teacher probabilities ``t_i``
+        (rows summing to 1), the cross-entropy of a pair is ``lse_v − t_i·z_v``, so the sum over
+        the student views ``v ≠ i`` is ``Σ_v lse_v − lse_i − t_i·(Σ_v z_v − z_i)``: one
+        log-sum-exp over all views and one dot product per teacher view, instead of a
+        cross-entropy per pair. The gradient is that of the pairwise form.
+
         Args:
-            student_logits (list[Tensor]): one (B, K) tensor per student view; the first
-                ``len(teacher_logits)`` are the global views the teacher also saw, same order.
+            student_logits (Tensor | list[Tensor]): (V·B, K) view-major, or one (B, K) tensor
+                per student view; the first ``len(teacher_logits)`` views are the global views
+                the teacher also saw, in the same order.
             teacher_logits (list[Tensor]): one (B, K) tensor per teacher global view.
 
         Returns:
-            Tensor: scalar loss.
+            Tensor: scalar loss, the mean over pairs of the batch-mean cross-entropy.
         """
-        temp = self.current_teacher_temp()
-        total, n_pairs = 0., 0
-        student_logp = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student_logits]
+        if not isinstance(student_logits, Tensor):
+            student_logits = torch.cat(list(student_logits))
+        n_teacher, B = len(teacher_logits), teacher_logits[0].shape[0]
+        if student_logits.shape[0] % B or student_logits.shape[0] // B <= n_teacher - 1:
+            raise ValueError(f'CSMLoss: {student_logits.shape[0]} student rows are not a whole '
+                             f'number (> {n_teacher - 1}) of views of batch {B}')
+        n_views = student_logits.shape[0] // B
+        z = student_logits.float() * (1.0 / self.student_temp)  # (V·B, K)
+        lse = torch.logsumexp(z, dim=-1).view(n_views, B)  # (V, B)
+        z = z.view(n_views, B, -1)
+        z_sum, lse_sum = z.sum(dim=0), lse.sum(dim=0)  # (B, K), (B,)
+        inv_temp = 1.0 / self.current_teacher_temp()
+        total = 0.
         for i, t in enumerate(teacher_logits):
-            t_prob = F.softmax((t.float() - self.center) / temp, dim=-1).detach()
-            for v, s_logp in enumerate(student_logp):
-                if v == i:  # same view: no cross-scale information
-                    continue
-                total = total + torch.sum(-t_prob * s_logp, dim=-1).mean()
-                n_pairs += 1
-        return self.loss_weight * total / n_pairs
+            t_prob = F.softmax((t.float() - self.center) * inv_temp, dim=-1).detach()
+            cross = (t_prob * (z_sum - z[i])).sum(dim=-1)  # (B,)
+            total = total + (lse_sum - lse[i] - cross).mean()
+        # pairs (i, v) with v != i: the same view carries no cross-scale information
+        return self.loss_weight * total / (n_teacher * (n_views - 1))
 
     def attention_loss(self, student_rel: Dict[str, Tensor],
                        teacher_rel: Dict[str, Tensor]) -> Tensor:
@@ -111,9 +132,9 @@ class CSMLoss(BaseModule):
     @torch.no_grad()
     def update_center(self, teacher_logits: Sequence[Tensor]) -> None:
         """EMA update of the centre with the teacher batch mean, over all processes."""
-        teacher = torch.cat(list(teacher_logits)).float()
-        batch_sum = teacher.sum(dim=0, keepdim=True)
-        count = torch.tensor(float(teacher.shape[0]), device=teacher.device)
+        batch_sum = sum(t.float().sum(dim=0, keepdim=True) for t in teacher_logits)
+        count = torch.tensor(float(sum(t.shape[0] for t in teacher_logits)),
+                             device=batch_sum.device)
         if is_distributed():
             dist.all_reduce(batch_sum)
             dist.all_reduce(count)

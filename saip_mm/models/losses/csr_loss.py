@@ -3,6 +3,8 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from .utils import check_loss_weight
+
 
 @MODELS.register_module()
 class CSRLoss(BaseModule):
@@ -14,6 +16,7 @@ class CSRLoss(BaseModule):
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()
+        check_loss_weight(self, 'loss_weight', loss_weight, 'model.csr_head.loss.loss_weight')
         self.loss_weight = loss_weight
 
     def forward(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:

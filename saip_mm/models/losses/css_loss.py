@@ -4,6 +4,8 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from .utils import check_loss_weight
+
 
 @MODELS.register_module()
 class CSSLoss(BaseModule):
@@ -15,6 +17,7 @@ class CSSLoss(BaseModule):
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()
+        check_loss_weight(self, 'loss_weight', loss_weight, 'model.css_head.loss.loss_weight')
         self.loss_weight = loss_weight
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:

@@ -61,7 +61,7 @@ def test_five_named_finite_losses_and_teacher_gets_no_gradient():
 
 def test_teacher_starts_as_student_copy():
     model = build(tiny_cfg())
-    for name, student in model._student_modules():
+    for name, student in model._teacher_pairs():
         for (n, p), (_, t) in zip(student.named_parameters(), model.teacher[name].named_parameters()):
             assert torch.equal(p, t), n
     assert not model.teacher.training
@@ -111,7 +111,8 @@ def test_ablations_return_their_losses(heads, expected):
     model = build(tiny_cfg(**off))
     losses = model(make_inputs(), mode='loss')
     assert set(losses) == expected
-    assert set(model.teacher.keys()) == {'backbone'} | {f'{h}_head' for h in heads}
+    # the teacher keeps only what runs in it: the backbone and, with CSM, the CSM head
+    assert set(model.teacher.keys()) == {'backbone'} | ({'csm_head'} if 'csm' in heads else set())
 
 
 def test_csm_uses_ten_student_views(monkeypatch):
@@ -120,7 +121,8 @@ def test_csm_uses_ten_student_views(monkeypatch):
     original = model.csm_head.loss
 
     def spy(student, teacher, *args):
-        seen['student'], seen['teacher'] = len(student), len(teacher)
+        # student: one (views·B, K) tensor, view-major; teacher: one (B, K) per global view
+        seen['student'], seen['teacher'] = student.shape[0] // teacher[0].shape[0], len(teacher)
         return original(student, teacher, *args)
 
     monkeypatch.setattr(model.csm_head, 'loss', spy)

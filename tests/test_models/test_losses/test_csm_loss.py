@@ -77,3 +77,58 @@ def test_attention_loss_is_kl_teacher_student():
 
     expected = (kl([0.5, 0.5], [0.25, 0.75]) + kl([0.9, 0.1], [0.5, 0.5])) / 2  # mean over queries
     assert math.isclose(value.item(), expected, rel_tol=1e-5)  # vv term is KL(t||t) = 0
+
+
+def _center_worker(rank, init_file, out_dir):
+    import torch.distributed as dist
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    try:
+        loss = CSMLoss(out_dim=3, center_momentum=0.9)
+        loss.center.fill_(0.5)
+        # rank 0: 2 + 2 rows, rank 1: 1 + 1 rows: unequal counts, so a mean of the two ranks'
+        # means would differ from the global mean
+        g = torch.Generator().manual_seed(rank)
+        n = 2 if rank == 0 else 1
+        teacher = [torch.randn(n, 3, generator=g) for _ in range(2)]
+        loss.update_center(teacher)
+        torch.save(dict(teacher=teacher, center=loss.center.clone()),
+                   f'{out_dir}/rank{rank}.pt')
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_process_center_is_ema_of_the_global_mean(tmp_path):
+    import torch.multiprocessing as mp
+    mp.spawn(_center_worker, args=(str(tmp_path / 'init'), str(tmp_path)), nprocs=2)
+    r0, r1 = (torch.load(tmp_path / f'rank{r}.pt') for r in (0, 1))
+    every_row = torch.cat(r0['teacher'] + r1['teacher'])  # 6 rows from both ranks
+    expected = 0.9 * torch.full((1, 3), 0.5) + 0.1 * every_row.mean(0, keepdim=True)
+    torch.testing.assert_close(r0['center'], expected)
+    torch.testing.assert_close(r1['center'], expected)
+    means_of_means = (torch.cat(r0['teacher']).mean(0) + torch.cat(r1['teacher']).mean(0)) / 2
+    assert (0.9 * 0.5 + 0.1 * means_of_means - expected[0]).abs().max() > 1e-3
+
+
+def test_lean_form_equals_pairwise_cross_entropy_and_its_gradient():
+    torch.manual_seed(0)
+    V, B, K = 10, 4, 512
+    loss = CSMLoss(out_dim=K)
+    loss.center.normal_(std=0.1)
+    teacher = [torch.randn(B, K) for _ in range(2)]
+    student = torch.randn(V * B, K, requires_grad=True)
+    value = loss(student, teacher)
+    g_lean, = torch.autograd.grad(value, student)
+
+    total = 0.
+    views = student.chunk(V)
+    for i, t in enumerate(teacher):
+        p = torch.softmax((t - loss.center) / 0.04, dim=-1)
+        for v in range(V):
+            if v != i:
+                total = total - (p * torch.log_softmax(views[v] / 0.1, dim=-1)).sum(-1).mean()
+    ref = total / (2 * (V - 1))
+    g_ref, = torch.autograd.grad(ref, student)
+    torch.testing.assert_close(value, ref, rtol=1e-5, atol=0)
+    torch.testing.assert_close(g_lean, g_ref, rtol=1e-4, atol=1e-7)
+    # a list of per-view tensors gives the same value
+    torch.testing.assert_close(loss(list(views), teacher), value)

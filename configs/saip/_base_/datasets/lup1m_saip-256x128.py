@@ -11,7 +11,7 @@ train_pipeline = [
     dict(type='PersonGlobalViews', size=(256, 128), scale=(0.8, 1.0), ratio=(0.4, 0.6)),
     dict(type='PersonLocalViews', num_views=n_local - 1, size=(128, 64), scale=(0.05, 0.8),
          ratio=(0.4, 0.6)),
-    dict(type='RegionView', size=(128, 64)),
+    dict(type='RegionView', size=(128, 64), interpolation='nearest'),  # = model.resize_mode
     dict(type='MultiPersonReference', size=(224, 224), scale=(0.2, 1.0), person_weight=0.7),
     dict(type='PackSAIPInputs'),
 ]

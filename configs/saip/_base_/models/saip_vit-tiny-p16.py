@@ -44,6 +44,7 @@ model = dict(
     rescale_factors=(0.75, 0.875, 1.125, 1.25),
     csr_scale=1.25,
     mask_ratio=0.75,
+    resize_mode='nearest',  # = the pipeline's RegionView.interpolation
     base_momentum=0.996,
     end_momentum=1.0,
     data_preprocessor=dict(type='SAIPDataPreprocessor'))
