@@ -195,15 +195,17 @@ def test_rescale_keeps_shape_and_crops_to_the_patch_grid(factor, grid):
     full = F.interpolate(x, scale_factor=factor, mode='nearest')
     assert torch.equal(out, full[..., :grid[0] * 16, :grid[1] * 16])
     # the patch embedding then sees exactly that grid: no zero-padded half patch
-    backbone = MODELS.build(dict(type='SAIPViT', arch=dict(embed_dims=32, num_layers=2,
-                                                           num_heads=2, feedforward_channels=64)))
+    backbone = MODELS.build(dict(type='SAIPViT', inter_index=1,
+                                 arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                                           feedforward_channels=64)))
     assert backbone(out)['grid'] == grid
     assert tuple(backbone.patch_embed(out)[1]) == grid
 
 
 def test_backbone_refuses_inputs_off_the_patch_grid():
-    backbone = MODELS.build(dict(type='SAIPViT', arch=dict(embed_dims=32, num_layers=2,
-                                                           num_heads=2, feedforward_channels=64)))
+    backbone = MODELS.build(dict(type='SAIPViT', inter_index=1,
+                                 arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                                           feedforward_channels=64)))
     with pytest.raises(ValueError, match='112x56 is not on the 16x16 patch grid'):
         backbone(torch.randn(1, 3, 112, 56))
 
@@ -294,13 +296,16 @@ def test_checkpoints_with_teacher_csr_css_copies_still_load():
 
 
 def test_csm_loss_uses_the_center_from_before_the_update():
+    # centre momentum 0.5: the updated centre is far from the old one, so a loss computed with
+    # it would differ clearly
     head = MODELS.build(dict(type='CSMHead', in_channels=8, hidden_channels=16,
-                             bottleneck_channels=8, out_channels=6))
+                             bottleneck_channels=8, out_channels=6,
+                             loss=dict(type='CSMLoss', center_momentum=0.5)))
     loss_mod = head.loss_module
     torch.manual_seed(0)
     loss_mod.center.copy_(torch.randn(1, 6))
     c0 = loss_mod.center.clone()
-    teacher = [torch.randn(3, 6), torch.randn(3, 6)]
+    teacher = [torch.randn(3, 6) * 0.1, torch.randn(3, 6) * 0.1]
     student = [torch.randn(3, 6) for _ in range(4)]
     value = head.loss(student, teacher)['loss_csm']
 
@@ -314,7 +319,7 @@ def test_csm_loss_uses_the_center_from_before_the_update():
         return total / 6
 
     torch.testing.assert_close(value, ce(c0), rtol=1e-5, atol=0)
-    new_center = 0.9 * c0 + 0.1 * torch.cat(teacher).mean(0, keepdim=True)
+    new_center = 0.5 * c0 + 0.5 * torch.cat(teacher).mean(0, keepdim=True)
     torch.testing.assert_close(loss_mod.center, new_center)
     assert (ce(new_center) - value).abs() > 1e-3  # the check can tell the two apart
 
