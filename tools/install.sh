@@ -176,7 +176,7 @@ step mmpose "mmpose ${MMPOSE_VERSION} without chumpy (never imported; its sdist 
 "${PIP[@]}" -q json-tricks munkres xtcocotools scipy matplotlib opencv-python pillow 'numpy<2'
 
 step extras "test and logging tools"
-"${PIP[@]}" -q -r "$ROOT/requirements/tests.txt" tensorboard 'numpy<2' 'setuptools>=77,<81'
+"${PIP[@]}" -q -r "$ROOT/requirements/tests.txt" tensorboard 'numpy<2' 'pandas<3' 'setuptools>=77,<81'
 
 # A plain `pip install openmim` pulls pandas 3 (numpy >= 2, past mmcv's build) and, through
 # openxlab, setuptools 60; the pins keep the stack as it is (docs: ENVIRONMENT.md).

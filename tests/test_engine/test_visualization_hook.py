@@ -5,7 +5,7 @@ import numpy as np
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from saip_mm.engine.hooks.visualization_hook import colour_bar, title_strip
+from saip_mm.engine.hooks.visualization_hook import colour_bar, fit_scale, title_strip
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / 'tests' / 'data' / 'configs' / 'saip_micro_toy.py'
@@ -46,8 +46,9 @@ def test_hook_writes_the_three_titled_pictures(person_folder, tmp_path):
         assert img.shape[1] == sum(widths[name]) + GAP * (len(widths[name]) - 1), path.name
         # rendered-title check: the header holds each column's title, in column order
         x = 0
+        scale = min(fit_scale(t, w, STRIP) for t, w in zip(hook.titles[name], widths[name]))
         for title, width in zip(hook.titles[name], widths[name]):
-            expected = title_strip(title, width, STRIP)
+            expected = title_strip(title, width, STRIP, scale)
             assert np.array_equal(img[:STRIP, x:x + width], expected), (path.name, title)
             x += width + GAP
         if name == 'saip_css':  # the colour bar is in every row: red (1) on top, blue (0) below

@@ -24,10 +24,11 @@ BBOX_FILE = 'person_detection_results/COCO_val2017_detections_AP_H_56_person.jso
 
 
 def readme_cfg_options(readme: Path, config_name: str, data_dir: str) -> dict:
-    """The ``--cfg-options`` of the README command that runs ``config_name``, DIR filled in."""
+    """The ``--cfg-options`` of the README command that runs ``config_name`` on a dataset in
+    ``DIR`` (the command with ``data_root`` keys), DIR filled in."""
     text = readme.read_text().replace('\\\n', ' ')
     for line in text.splitlines():
-        if config_name in line and '--cfg-options' in line:
+        if config_name in line and '--cfg-options' in line and 'data_root=DIR' in line:
             tokens = line.split('--cfg-options', 1)[1].split()
             pairs = [t.split('=', 1) for t in tokens if '=' in t]
             return {k: v.replace('DIR', data_dir) for k, v in pairs}

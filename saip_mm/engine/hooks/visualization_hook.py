@@ -55,27 +55,36 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 Title = Union[str, Sequence[Tuple[str, tuple]]]  # plain text, or (text, RGB colour) pieces
 
 
-def title_strip(title: Title, width: int, height: int) -> np.ndarray:
-    """A white (height, width, 3) strip with ``title`` centred, scaled down until it fits.
+def fit_scale(title: Title, width: int, height: int) -> float:
+    """The largest font scale (at most ``height / 34``) at which ``title`` fits ``width``."""
+    pieces = [title] if isinstance(title, str) else [text for text, _ in title]
+    scale = height / 34
+    while scale > 0.2 and sum(cv2.getTextSize(t, FONT, scale, 1)[0][0]
+                              for t in pieces) > width - 2:
+        scale *= 0.9
+    return scale
+
+
+def title_strip(title: Title, width: int, height: int,
+                scale: Optional[float] = None) -> np.ndarray:
+    """A white (height, width, 3) strip with ``title`` centred.
 
     Args:
         title (str | list[tuple[str, tuple]]): the text, or pieces of text with their RGB
             colours (drawn left to right); plain text is black.
         width (int): strip width in pixels (the panel's).
         height (int): strip height in pixels.
+        scale (float, optional): font scale; by default :func:`fit_scale`. Defaults to None.
     """
     pieces = [(title, BLACK)] if isinstance(title, str) else list(title)
+    scale = fit_scale(title, width, height) if scale is None else scale
     strip = np.full((height, width, 3), 255, np.uint8)
-    scale = height / 30
-    while True:
-        sizes = [cv2.getTextSize(text, FONT, scale, 1)[0] for text, _ in pieces]
-        text_w = sum(w for w, _ in sizes)
-        if text_w <= width - 2 or scale < 0.2:
-            break
-        scale *= 0.9
-    x = max(0, (width - text_w) // 2)
-    y = (height + max(h for _, h in sizes)) // 2
-    for (text, color), (w, _) in zip(pieces, sizes):
+    sizes = [cv2.getTextSize(text, FONT, scale, 1) for text, _ in pieces]
+    text_h = max(h for (_, h), _ in sizes)
+    descent = max(base for _, base in sizes)  # below the baseline: g, p, y
+    x = max(0, (width - sum(w for (w, _), _ in sizes)) // 2)
+    y = max(text_h, (height - text_h - descent) // 2 + text_h)
+    for (text, color), ((w, _), _) in zip(pieces, sizes):
         cv2.putText(strip, text, (x, y), FONT, scale, color, 1, cv2.LINE_AA)
         x += w
     return strip
@@ -100,10 +109,15 @@ def colour_bar(height: int, bar_width: int = 12) -> np.ndarray:
 
 def with_column_titles(rows: List[List[np.ndarray]], titles: List[Title], height: int,
                        gap: int = 4) -> np.ndarray:
-    """Panels laid out in rows (:func:`hstack`), under one title strip per column."""
+    """Panels laid out in rows (:func:`hstack`), under one title strip per column.
+
+    The strip is ``max(14, height // 10)`` pixels high; all titles share one font size, the
+    largest at which each fits its column.
+    """
     strip_h = max(14, height // 10)
     widths = [_fit_height(p, height).shape[1] for p in rows[0]]
-    header = [title_strip(t, w, strip_h) for t, w in zip(titles, widths)]
+    scale = min(fit_scale(t, w, strip_h) for t, w in zip(titles, widths))  # one size for all
+    header = [title_strip(t, w, strip_h, scale) for t, w in zip(titles, widths)]
     lines = [hstack(header, strip_h, gap)] + [hstack(r, height, gap) for r in rows]
     width = max(line.shape[1] for line in lines)
     padded = [np.pad(line, ((0, gap), (0, width - line.shape[1]), (0, 0)), constant_values=255)
