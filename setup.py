@@ -32,12 +32,16 @@ def parse_requirements(fname: str) -> list:
     return reqs
 
 
-def add_mim_extension() -> None:
+def add_mim_extension(mode: str = '') -> None:
     """Make configs/ and tools/ visible as saip_mm/.mim/{configs,tools} (OpenMMLab convention).
 
-    Editable installs get symlinks; wheels and sdists get copies.
+    Args:
+        mode (str): 'symlink' or 'copy'; by default chosen from the setup command: editable
+            installs get symlinks, wheels and sdists copies. Defaults to ''.
     """
-    if 'develop' in sys.argv or any(a.startswith('editable') for a in sys.argv):
+    if mode:
+        pass
+    elif 'develop' in sys.argv or any(a.startswith('editable') for a in sys.argv):
         mode = 'symlink'
     elif {'sdist', 'bdist_wheel', 'install', 'build'} & set(sys.argv):
         mode = 'copy'

@@ -24,6 +24,7 @@ MMPRETRAIN_VERSION=1.2.0
 MMPOSE_VERSION=1.3.2
 MMDET_VERSION=3.3.0
 MMSEG_VERSION=1.2.2
+OPENMIM_VERSION=0.3.9
 
 CURRENT_STEP="start"
 on_error() {
@@ -31,7 +32,8 @@ on_error() {
   echo "[install] FAILED at step: ${CURRENT_STEP}" >&2
   case "$CURRENT_STEP" in
     venv) echo "[install] Is ${PYTHON_BIN} installed with its venv module? Set PYTHON=/path/to/python3.11." >&2 ;;
-    mmcv-build) echo "[install] The mmcv ${MMCV_VERSION} build failed; its log is above. It needs gcc/g++ and the Python headers. Remove ${CACHE}/build and rerun." >&2 ;;
+    mmcv-build) echo "[install] The mmcv ${MMCV_VERSION} build failed; the end of its log is above (all of it: ${CACHE}/mmcv-build.log). It needs gcc/g++ and the Python headers. Rerun to start the build again." >&2 ;;
+    mim) echo "[install] openmim did not install with numpy<2, pandas<3, setuptools>=77,<81 (a plain 'pip install openmim' upgrades numpy and downgrades setuptools); read the pip message above." >&2 ;;
     mmcv-download) echo "[install] Could not fetch the mmcv ${MMCV_VERSION} sdist; check that the package index is reachable." >&2 ;;
     verify) echo "[install] The stack installed but a check failed; remove ${VENV} and rerun to start clean." >&2 ;;
     *) echo "[install] Read the pip message above, fix the cause, then rerun tools/install.sh (finished steps are skipped)." >&2 ;;
@@ -44,7 +46,8 @@ step() { CURRENT_STEP="$1"; echo "[install] step: $1 — $2"; }
 # A stamp records what the environment was built from; when it matches and the checks pass,
 # nothing is reinstalled.
 stamp_inputs() {
-  cat "$ROOT/tools/install.sh" "$ROOT/setup.py" "$ROOT"/requirements/*.txt | sha256sum | cut -d' ' -f1
+  cat "$ROOT/tools/install.sh" "$ROOT/tools/misc/install_develop.py" "$ROOT/setup.py" \
+    "$ROOT"/requirements/*.txt | sha256sum | cut -d' ' -f1
 }
 STAMP="$VENV/.saip_mm_stamp"
 
@@ -57,9 +60,19 @@ scores = torch.tensor([0.9, 0.8, 0.7])
 _, keep = nms(boxes, scores, iou_threshold=0.5)
 assert keep.tolist() == [0, 2], keep
 import mmengine, mmcv, mmpretrain, mmpose, mmdet, mmseg, saip_mm  # noqa: F401,E401
+import numpy, pandas, setuptools  # noqa: E401  (openmim's pins held)
+from packaging.version import Version
+assert Version(numpy.__version__) < Version('2'), f'numpy {numpy.__version__} is not < 2'
+assert Version(pandas.__version__) < Version('3'), f'pandas {pandas.__version__} is not < 3'
+assert Version('77') <= Version(setuptools.__version__) < Version('81'), setuptools.__version__
+from mim.utils import get_installed_path  # how `mim train saip_mm` finds tools/train.py
+import os.path as osp
+mim_train = osp.join(get_installed_path('saip_mm'), '.mim', 'tools', 'train.py')
+assert osp.isfile(mim_train), f'mim would run {mim_train}, which does not exist'
 print(f'[install] verified: torch {torch.__version__}, mmcv {mmcv.__version__} (ops ok), '
       f'mmengine {mmengine.__version__}, mmpretrain {mmpretrain.__version__}, mmpose {mmpose.__version__}, '
-      f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, saip_mm {saip_mm.__version__}')
+      f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, saip_mm {saip_mm.__version__}, '
+      f'mim finds {mim_train}')
 PY
 }
 
@@ -104,7 +117,7 @@ if have_mmcv_ops; then
   step mmcv "mmcv ${MMCV_VERSION} with ops already installed (not rebuilt)"
 else
   if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
-    step mmcv-build "building mmcv ${MMCV_VERSION} (${FLAVOUR}) from its sdist; about 12 minutes on 2 cores"
+    step mmcv-build "building mmcv ${MMCV_VERSION} (${FLAVOUR}) from its sdist, once; it is cached afterwards"
     BUILD="$CACHE/build"
     rm -rf "$BUILD" && mkdir -p "$BUILD" "$WHEEL_DIR"
     CURRENT_STEP="mmcv-download"
@@ -118,8 +131,30 @@ else
     sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$BUILD/mmcv-${MMCV_VERSION}/setup.py"
     export MMCV_WITH_OPS=1 MAX_JOBS
     if [ "${FLAVOUR}" != cpu ]; then export FORCE_CUDA=1; fi
+    # The compile runs in the background with its log in a file; the foreground prints one
+    # progress line with the elapsed time (redrawn on a terminal, once a minute in a CI log).
+    BUILD_LOG="$CACHE/mmcv-build.log"
     (cd "$BUILD/mmcv-${MMCV_VERSION}" && \
-      "$VENV/bin/python" -m pip wheel --disable-pip-version-check --no-build-isolation --no-deps . -w "$WHEEL_DIR.tmp")
+      exec "$VENV/bin/python" -m pip wheel --disable-pip-version-check --no-build-isolation --no-deps . \
+        -w "$WHEEL_DIR.tmp") >"$BUILD_LOG" 2>&1 &
+    BUILD_PID=$!
+    START=$SECONDS
+    MESSAGE="[install] building mmcv ${MMCV_VERSION} (one time, ~20-25 min on 2 cores; MAX_JOBS=${MAX_JOBS})..."
+    while kill -0 "$BUILD_PID" 2>/dev/null; do
+      ELAPSED="$(( (SECONDS - START) / 60 ))m$(printf '%02d' $(( (SECONDS - START) % 60 )))s"
+      if [ -t 1 ]; then
+        printf '\r%s %s elapsed ' "$MESSAGE" "$ELAPSED"
+      elif [ $(( (SECONDS - START) % 60 )) -lt 5 ]; then
+        echo "$MESSAGE $ELAPSED elapsed"
+      fi
+      sleep 5
+    done
+    if [ -t 1 ]; then echo; fi
+    if ! wait "$BUILD_PID"; then
+      tail -n 40 "$BUILD_LOG" >&2
+      false
+    fi
+    echo "[install] mmcv ${MMCV_VERSION} built in $(( (SECONDS - START) / 60 ))m$(printf '%02d' $(( (SECONDS - START) % 60 )))s (log: $BUILD_LOG)"
     mv "$WHEEL_DIR.tmp"/mmcv-*.whl "$WHEEL_DIR"/ && rm -rf "$WHEEL_DIR.tmp" "$BUILD"
   else
     step mmcv "installing cached wheel from $WHEEL_DIR (not rebuilt)"
@@ -141,10 +176,17 @@ step mmpose "mmpose ${MMPOSE_VERSION} without chumpy (never imported; its sdist 
 "${PIP[@]}" -q json-tricks munkres xtcocotools scipy matplotlib opencv-python pillow 'numpy<2'
 
 step extras "test and logging tools"
-"${PIP[@]}" -q -r "$ROOT/requirements/tests.txt" tensorboard 'numpy<2' 'setuptools<81'
+"${PIP[@]}" -q -r "$ROOT/requirements/tests.txt" tensorboard 'numpy<2' 'pandas<3' 'setuptools>=77,<81'
 
-step project "saip_mm in editable mode"
-"${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"
+# A plain `pip install openmim` pulls pandas 3 (numpy >= 2, past mmcv's build) and, through
+# openxlab, setuptools 60; the pins keep the stack as it is (docs: ENVIRONMENT.md).
+step mim "openmim ${OPENMIM_VERSION} (numpy<2, pandas<3, setuptools>=77,<81)"
+"${PIP[@]}" -q "openmim==${OPENMIM_VERSION}" 'numpy<2' 'pandas<3' 'setuptools>=77,<81'
+
+# Develop mode (metadata in the checkout, an egg-link in site-packages), not pip's PEP 660
+# editable install: with the latter, `mim train saip_mm` looks for site-packages/saip_mm.
+step project "saip_mm from this checkout in develop mode (editable; mim train/test find it)"
+"$VENV/bin/python" "$ROOT/tools/misc/install_develop.py"
 
 step verify "compiled ops and imports"
 verify

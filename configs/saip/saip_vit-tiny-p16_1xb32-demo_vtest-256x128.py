@@ -34,6 +34,7 @@ train_dataloader = dict(
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
+    constructor='SAIPOptimWrapperConstructor',
     # AMP is CUDA-only in MMEngine; 4x the recipe's per-256 lr because the run is so short.
     optimizer=dict(type='AdamW', lr=2.5e-4 * 16 / 256 * 4, betas=(0.9, 0.95), weight_decay=0.05),
     paramwise_cfg={{_base_.paramwise_cfg}})
@@ -52,4 +53,6 @@ custom_hooks = [
     dict(type='SAIPVisualizationHook', interval=20, max_samples=2),
 ]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
+# an iteration-based run: the log counts iterations ("Iter(train) [40/40]"), not epochs
+log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(base_batch_size=16)

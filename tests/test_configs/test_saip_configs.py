@@ -17,6 +17,7 @@ def test_reference_recipe_numbers():
     assert cfg.default_scope == 'mmpretrain' and cfg.custom_imports.imports == ['saip_mm']
     opt = cfg.optim_wrapper
     assert opt.type == 'AmpOptimWrapper' and opt.accumulative_counts == 4
+    assert opt.constructor == 'SAIPOptimWrapperConstructor'  # the teacher stays out
     assert opt.optimizer.type == 'AdamW' and opt.optimizer.betas == (0.9, 0.95)
     assert opt.optimizer.weight_decay == 0.05
     assert opt.optimizer.lr == pytest.approx(2.5e-4 * 2048 / 256)
@@ -62,5 +63,7 @@ def test_demo_config():
     assert cfg.model.n_local == 4
     assert cfg.train_dataloader.dataset.pipeline[2].num_views == 3
     assert cfg.optim_wrapper.type == 'OptimWrapper'
+    assert cfg.optim_wrapper.constructor == 'SAIPOptimWrapperConstructor'
     assert cfg.optim_wrapper.paramwise_cfg.norm_decay_mult == 0
+    assert cfg.log_processor.by_epoch is False  # an iteration-based run logs [i/40]
     assert [h.type for h in cfg.custom_hooks] == ['SAIPTeacherHook', 'SAIPVisualizationHook']

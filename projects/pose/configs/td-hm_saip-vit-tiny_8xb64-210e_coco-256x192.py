@@ -120,8 +120,9 @@ val_dataloader = dict(
         data_root=data_root,
         data_mode=data_mode,
         ann_file='annotations/person_keypoints_val2017.json',
-        # person boxes of a detector (AP 56 on COCO val), as in mmpose's COCO configs
-        bbox_file='data/coco/person_detection_results/'
+        # person boxes of a detector (AP 56 on COCO val), as in mmpose's COCO configs; mmpose
+        # does not join bbox_file with data_root: override it with data_root (README)
+        bbox_file=data_root + 'person_detection_results/'
         'COCO_val2017_detections_AP_H_56_person.json',
         data_prefix=dict(img='val2017/'),
         test_mode=True,
@@ -129,6 +130,7 @@ val_dataloader = dict(
     ))
 test_dataloader = val_dataloader
 
-val_evaluator = dict(
-    type='CocoMetric', ann_file=data_root + 'annotations/person_keypoints_val2017.json')
+# No ann_file: a test-mode mmpose dataset publishes its ann_file (joined with its data_root) and
+# CocoMetric reads it from there, so the metric follows val_dataloader.dataset.data_root.
+val_evaluator = dict(type='CocoMetric')
 test_evaluator = val_evaluator

@@ -24,12 +24,11 @@ val_dataloader = dict(
         type=dataset_type,
         data_root=data_root,
         ann_file='annotations/coco_wholebody_val_v1.0.json',
-        bbox_file='data/coco/person_detection_results/'
+        bbox_file=data_root + 'person_detection_results/'
         'COCO_val2017_detections_AP_H_56_person.json',
         data_prefix=dict(img='val2017/')))
 test_dataloader = val_dataloader
 
-val_evaluator = dict(
-    type='CocoWholeBodyMetric',
-    ann_file=data_root + 'annotations/coco_wholebody_val_v1.0.json')
+# ann_file from the val dataset, as in the COCO config
+val_evaluator = dict(type='CocoWholeBodyMetric')
 test_evaluator = val_evaluator

@@ -1,0 +1,3 @@
+from .saip_optim_constructor import SAIPOptimWrapperConstructor
+
+__all__ = ['SAIPOptimWrapperConstructor']
