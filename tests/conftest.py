@@ -33,3 +33,15 @@ def write_person_images(folder: Path, n: int = 8, size=(96, 48), seed: int = 0) 
 @pytest.fixture(scope='session')
 def person_folder(tmp_path_factory) -> Path:
     return write_person_images(tmp_path_factory.mktemp('persons') / 'images')
+
+
+@pytest.fixture(scope='session')
+def train_tool():
+    """tools/train.py as a module: ``train_tool.main(argv)`` trains in this process, which
+    saves the interpreter start and imports of a subprocess."""
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / 'tools' / 'train.py'
+    spec = importlib.util.spec_from_file_location('saip_train_tool', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

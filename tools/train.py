@@ -8,6 +8,7 @@ work dir; with a path, from that checkpoint.
 """
 import argparse
 import importlib.util
+import logging
 import os
 import os.path as osp
 import sys
@@ -21,6 +22,7 @@ import saip_mm  # noqa: F401,E402
 
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.device import get_device  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
@@ -87,12 +89,36 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
+def log_exception_to_files(logger: logging.Logger) -> None:
+    """Write the exception being handled, with its traceback, to the logger's log files.
+
+    Only the file handlers get it: the console shows the traceback anyway when the exception
+    leaves ``main``, and would otherwise show it twice.
+
+    Args:
+        logger (logging.Logger): the run's logger (``runner.logger``).
+    """
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0,
+                               'Training stopped by an exception:', None, sys.exc_info())
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
     setup_cpu_distributed(cfg)  # no-op unless --launcher is set on a CPU-only machine
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    runner = None
+    try:
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        runner.train()
+    except (Exception, KeyboardInterrupt):
+        # A data error raised in a DataLoader or a hook must reach the run's log file too,
+        # not only the console. The Runner creates its logger early in its construction.
+        log_exception_to_files(runner.logger if runner is not None
+                               else MMLogger.get_current_instance())
+        raise
 
 
 if __name__ == '__main__':

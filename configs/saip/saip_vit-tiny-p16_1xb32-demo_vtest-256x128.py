@@ -47,7 +47,8 @@ param_scheduler = [
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
-    checkpoint=dict(type='CheckpointHook', interval=max_iters, by_epoch=False, max_keep_ckpts=1))
+    checkpoint=dict(type='SafeCheckpointHook', interval=max_iters, by_epoch=False,
+                    max_keep_ckpts=1))
 custom_hooks = [
     dict(type='SAIPTeacherHook'),
     dict(type='SAIPVisualizationHook', interval=20, max_samples=2),

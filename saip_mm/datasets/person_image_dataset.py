@@ -1,12 +1,15 @@
 """A dataset of unlabelled single-person images (LUPerson-style crops) with background images."""
+import logging
 import os
 import os.path as osp
 from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
 
 from mmpretrain.registry import DATASETS, TRANSFORMS
+from .transforms.loading import CorruptImageError
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 
@@ -109,6 +112,11 @@ class PersonImageDataset(BaseDataset):
             Defaults to ('.jpg', '.jpeg', '.png', '.bmp').
         check_files (bool): check at start that every listed file exists (turn off for huge
             lists on slow storage; loading then names the missing file). Defaults to True.
+        skip_corrupt (bool): when an image (person or background) does not decode, log a
+            warning naming it and the number skipped so far by this process (each DataLoader
+            worker counts its own), and train on another random sample instead (MMEngine's
+            ``BaseDataset`` refetch, at most ``max_refetch`` tries). Defaults to False: the
+            run stops with ``CorruptImageError`` naming the file. Missing files always stop it.
         **kwargs: other ``mmengine.dataset.BaseDataset`` arguments (``serialize_data``,
             ``lazy_init``, ``indices``, ``test_mode``, ...).
     """
@@ -121,7 +129,10 @@ class PersonImageDataset(BaseDataset):
                  pipeline: Sequence[Union[dict, Callable]] = (),
                  extensions: Sequence[str] = IMG_EXTENSIONS,
                  check_files: bool = True,
+                 skip_corrupt: bool = False,
                  **kwargs) -> None:
+        self.skip_corrupt = skip_corrupt
+        self.num_skipped = 0  # corrupt images skipped by this process
         if isinstance(data_prefix, str):
             data_prefix = dict(img_path=data_prefix)
         self.extensions = tuple(extensions)
@@ -206,3 +217,24 @@ class PersonImageDataset(BaseDataset):
         data_info['bg_img_path'] = self.get_background_path(
             int(np.random.randint(0, self.num_backgrounds)))
         return data_info
+
+    def prepare_data(self, idx: int) -> Optional[dict]:
+        """Run the pipeline on the ``idx``-th sample; with ``skip_corrupt``, None for a bad image.
+
+        Args:
+            idx (int): sample index.
+
+        Returns:
+            dict | None: the transformed sample; None (``BaseDataset`` then draws another
+            sample) when ``skip_corrupt`` is on and an image does not decode.
+        """
+        if not self.skip_corrupt:
+            return super().prepare_data(idx)
+        try:
+            return super().prepare_data(idx)
+        except CorruptImageError as err:
+            self.num_skipped += 1
+            print_log(f'PersonImageDataset: skipped corrupt image {err.path} '
+                      f'({self.num_skipped} skipped so far in this process)',
+                      logger='current', level=logging.WARNING)
+            return None

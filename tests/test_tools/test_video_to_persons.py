@@ -44,6 +44,10 @@ def run(*args):
 
 def test_layout_tracks_and_time_split(video, tmp_path):
     out = tmp_path / 'vt'
+    # A user's folder named like the tool's old temporary folder must survive.
+    user = tmp_path / 'vt.tmp'
+    user.mkdir()
+    (user / 'notes.txt').write_text('mine')
     res = run('--video', video, '--out', out, '--upscale', 1.0, '--min-track', 4,
               '--max-per-window', 3, '--crop-stride', 2)
     assert res.returncode == 0, res.stderr
@@ -51,6 +55,8 @@ def test_layout_tracks_and_time_split(video, tmp_path):
     assert summary['frames_read'] == 40 and summary['split_frame'] == 20
     assert summary['train_tracks'] == 2 and summary['eval_identities'] == 2
     assert 'evaluation identities: 2' in res.stdout
+    assert (user / 'notes.txt').read_text() == 'mine'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['vt', 'vt.tmp']  # no temporary left
     persons = (out / 'persons.txt').read_text().split()
     assert len(persons) == summary['person_crops'] > 0
     assert all((out / p).is_file() for p in persons)
@@ -98,3 +104,28 @@ def test_frames_folder_and_bad_input(video, tmp_path):
     assert json.loads((out / 'summary.json').read_text())['eval_identities'] == 2
     missing = run('--video', tmp_path / 'nope.avi', '--out', tmp_path / 'x')
     assert missing.returncode != 0 and 'nope.avi' in missing.stderr
+
+
+def test_out_that_is_a_file_is_refused_before_detection(video, tmp_path):
+    out = tmp_path / 'dataset'
+    out.write_text('a file of mine')
+    res = run('--video', video, '--out', out, '--upscale', 1.0)
+    assert res.returncode != 0
+    assert f'--out {out} exists and is not a folder' in res.stderr
+    assert 'detecting people' not in res.stdout
+    assert out.read_text() == 'a file of mine'
+
+
+def test_video_without_people_fails_naming_the_thresholds(tmp_path):
+    video = tmp_path / 'empty_street.avi'
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'MJPG'), 10, (160, 120))
+    for t in range(6):
+        writer.write(np.full((120, 160, 3), 100 + 10 * t, np.uint8))
+    writer.release()
+    out = tmp_path / 'out'
+    res = run('--video', video, '--out', out)
+    assert res.returncode != 0
+    assert f'no person detected in 6 frames of {video}: try a lower' in res.stderr
+    assert '--hit-threshold (now 0.3; e.g. 0 or -0.5)' in res.stderr
+    assert '--upscale (now 1.5;' in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['empty_street.avi']  # nothing written

@@ -19,7 +19,11 @@ Output tree under ``--out``::
 
 One track is one identity; its query and gallery images come from separate time windows,
 written as cameras c1 and c2 so the standard protocol (which drops same-camera matches) keeps
-them apart. A second run with the same parameters reuses what exists.
+them apart. A second run with the same parameters reuses what exists. The dataset is written
+into a fresh private folder beside ``--out`` (``.<name>.XXXX.partial``) and renamed to ``--out``
+when complete; a failed run removes only that folder. An existing ``--out`` that is a file, or a
+non-empty folder that is not a dataset of this tool, is refused before detection starts. A video
+in which HOG finds no person is an error that names the thresholds to try.
 
     python tools/dataset_converters/video_to_persons.py --out data/vtest
     python tools/dataset_converters/video_to_persons.py --video my.mp4 --out data/mine
@@ -194,6 +198,24 @@ def crop(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
     return frame[y1:y2, x1:x2]
 
 
+def _write_dataset(folder: str, source: dict,
+                   writes: Dict[int, List[Tuple[str, Optional[np.ndarray]]]],
+                   persons: List[str], frame_list: List[str]) -> None:
+    """Write the crops, frames and list files of the dataset into ``folder``."""
+    for sub in ('persons', 'frames', 'reid/bounding_box_train', 'reid/query',
+                'reid/bounding_box_test'):
+        os.makedirs(osp.join(folder, sub))
+    print('writing images ...', flush=True)
+    for idx, frame in enumerate(read_frames(source.get('video'), source.get('frames'))):
+        for rel, box in writes.get(idx, []):
+            path = osp.join(folder, rel)
+            if not cv2.imwrite(path, frame if box is None else crop(frame, box)):
+                raise OSError(f'cannot write {path}')
+    for name, items in (('persons.txt', persons), ('frames.txt', frame_list)):
+        with open(osp.join(folder, name), 'w') as f:
+            f.write('\n'.join(items) + '\n')
+
+
 def convert(args: argparse.Namespace) -> Dict:
     """Run detection, tracking and writing; return the summary."""
     source = dict(frames=osp.abspath(args.frames)) if args.frames else dict(
@@ -201,6 +223,9 @@ def convert(args: argparse.Namespace) -> Dict:
     params = dict(source=source, **{k: getattr(args, k) for k in (
         'train_fraction', 'frame_step', 'upscale', 'hit_threshold', 'iou', 'max_gap',
         'min_track', 'max_per_window', 'crop_stride')})
+    if osp.lexists(args.out) and not osp.isdir(args.out):
+        raise FileExistsError(f'--out {args.out} exists and is not a folder; choose a folder '
+                              'path (nothing is overwritten).')
     summary_path = osp.join(args.out, 'summary.json')
     if osp.isfile(summary_path):
         with open(summary_path) as f:
@@ -230,8 +255,15 @@ def convert(args: argparse.Namespace) -> Dict:
             detections.append((idx, boxes))
         bar.update()
     sys.stdout.write('\n')
+    src_name = source.get('video') or source.get('frames')
     if n_frames == 0:
         raise ValueError(f'no frames read from {source}')
+    if n_det == 0:
+        raise ValueError(
+            f'no person detected in {n_frames} frames of {src_name}: try a lower '
+            f'--hit-threshold (now {args.hit_threshold}; e.g. 0 or -0.5) or a larger --upscale '
+            f'(now {args.upscale}; HOG finds people at least 128 px tall after upscaling), or '
+            f'--frame-step 1 (now {args.frame_step}).')
 
     split = int(n_frames * args.train_fraction)
     train_tracks = link_tracks([d for d in detections if d[0] < split], args.iou, args.max_gap)
@@ -252,6 +284,12 @@ def convert(args: argparse.Namespace) -> Dict:
         rel = f'frames/f{fi:06d}.jpg'
         writes.setdefault(fi, []).append((rel, None))
         frame_list.append(rel)
+    if not persons:
+        raise ValueError(
+            f'{n_det} detections but no person crop in the training part (first '
+            f'{args.train_fraction:g} of the video) of {src_name}: try a lower --hit-threshold '
+            f'(now {args.hit_threshold}), a larger --upscale (now {args.upscale}), a lower '
+            f'--iou (now {args.iou}) or a larger --train-fraction.')
     n_query = n_gallery = 0
     for pid, track in enumerate(eval_tracks, start=1):
         half = len(track) // 2
@@ -266,29 +304,30 @@ def convert(args: argparse.Namespace) -> Dict:
                 n_query += folder == 'query'
                 n_gallery += folder != 'query'
 
-    tmp_out = args.out.rstrip('/') + '.tmp'
-    shutil.rmtree(tmp_out, ignore_errors=True)
-    for sub in ('persons', 'frames', 'reid/bounding_box_train', 'reid/query',
-                'reid/bounding_box_test'):
-        os.makedirs(osp.join(tmp_out, sub))
-    print('writing images ...', flush=True)
-    for idx, frame in enumerate(read_frames(source.get('video'), source.get('frames'))):
-        for rel, box in writes.get(idx, []):
-            cv2.imwrite(osp.join(tmp_out, rel), frame if box is None else crop(frame, box))
-
-    for name, items in (('persons.txt', persons), ('frames.txt', frame_list)):
-        with open(osp.join(tmp_out, name), 'w') as f:
-            f.write('\n'.join(items) + '\n')
-    summary = dict(params=params, frames_read=n_frames, split_frame=split,
-                   detections=n_det, train_tracks=len(train_tracks),
-                   eval_identities=len(eval_tracks), person_crops=len(persons),
-                   background_frames=len(frame_list), query_images=n_query,
-                   gallery_images=n_gallery)
-    with open(osp.join(tmp_out, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=2)
-    if osp.isdir(args.out):
-        os.rmdir(args.out)  # empty (checked above)
-    os.replace(tmp_out, args.out)  # the dataset appears complete or not at all
+    # A fresh private folder beside --out (same file system, so the final rename is atomic);
+    # it is ours alone, so it is the only thing removed on failure.
+    parent = osp.dirname(osp.abspath(args.out))
+    os.makedirs(parent, exist_ok=True)
+    tmp_out = tempfile.mkdtemp(prefix=f'.{osp.basename(osp.abspath(args.out))}.',
+                               suffix='.partial', dir=parent)
+    try:
+        _write_dataset(tmp_out, source, writes, persons, frame_list)
+        summary = dict(params=params, frames_read=n_frames, split_frame=split,
+                       detections=n_det, train_tracks=len(train_tracks),
+                       eval_identities=len(eval_tracks), person_crops=len(persons),
+                       background_frames=len(frame_list), query_images=n_query,
+                       gallery_images=n_gallery)
+        with open(osp.join(tmp_out, 'summary.json'), 'w') as f:
+            json.dump(summary, f, indent=2)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_out, 0o777 & ~umask)  # mkdtemp makes it private (0700)
+        if osp.isdir(args.out):
+            os.rmdir(args.out)  # empty (checked above)
+        os.replace(tmp_out, args.out)  # the dataset appears complete or not at all
+    except BaseException:
+        shutil.rmtree(tmp_out, ignore_errors=True)
+        raise
     summary['reused'] = False
     return summary
 
@@ -297,7 +336,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     try:
         summary = convert(args)
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError) as e:
         sys.exit(f'error: {e}')
     print(f'frames read: {summary["frames_read"]} (training part: first {summary["split_frame"]})')
     print(f'detections: {summary["detections"]}; training tracks: {summary["train_tracks"]}; '

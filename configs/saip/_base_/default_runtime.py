@@ -6,8 +6,11 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3),
+    # Crash-safe saves (write aside, rename, then update last_checkpoint, then prune).
+    checkpoint=dict(type='SafeCheckpointHook', interval=10, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # Random generator states in each checkpoint, so that --resume continues bit-exactly.
+    random_state=dict(type='RandomStateHook'),
 )
 # The EMA teacher follows the student once per optimiser step.
 custom_hooks = [dict(type='SAIPTeacherHook')]

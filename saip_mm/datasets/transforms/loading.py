@@ -9,6 +9,18 @@ from mmengine import fileio
 from mmpretrain.registry import TRANSFORMS
 
 
+class CorruptImageError(ValueError):
+    """An image file that exists but does not decode; ``path`` names it.
+
+    Args:
+        path (str): the file.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f'cannot decode image file (corrupt or not an image): {path}')
+        self.path = path
+
+
 def load_rgb_image(path: str, backend_args: Optional[dict] = None) -> np.ndarray:
     """Read an image file as an RGB uint8 array.
 
@@ -27,7 +39,7 @@ def load_rgb_image(path: str, backend_args: Optional[dict] = None) -> np.ndarray
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
     if img is None:
         # cv2 returns None (no exception) for undecodable bytes.
-        raise ValueError(f'cannot decode image file (corrupt or not an image): {path}')
+        raise CorruptImageError(path)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -37,7 +49,8 @@ class LoadPersonImage(BaseTransform):
 
     Both are RGB uint8 arrays (H, W, 3), unlike mmcv's ``LoadImageFromFile`` (BGR): every SAIP
     view is built from RGB images. Adds ``img_shape``/``ori_shape`` (and ``bg_img_shape``).
-    A missing file raises FileNotFoundError, an undecodable one ValueError; both name the file.
+    A missing file raises FileNotFoundError, an undecodable one ``CorruptImageError`` (a
+    ValueError); both name the file. ``PersonImageDataset(skip_corrupt=True)`` skips the latter.
 
     Args:
         backend_args (dict, optional): ``mmengine.fileio`` backend arguments.

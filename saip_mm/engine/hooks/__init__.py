@@ -6,3 +6,8 @@ from .visualization_hook import SAIPVisualizationHook
 __all__ = [
     'AttributePosRatioHook', 'SAIPPretrainedHook', 'SAIPTeacherHook', 'SAIPVisualizationHook'
 ]
+
+from .random_state_hook import RandomStateHook  # noqa: E402
+from .safe_checkpoint_hook import SafeCheckpointHook  # noqa: E402
+
+__all__ += ['RandomStateHook', 'SafeCheckpointHook']

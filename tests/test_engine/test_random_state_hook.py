@@ -1,0 +1,128 @@
+"""RandomStateHook: 4 iterations straight and 2 + --resume 2 give bit-identical SAIP weights."""
+import random
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from saip_mm.engine.hooks.random_state_hook import get_rng_state, set_rng_state
+
+ROOT = Path(__file__).resolve().parents[2]
+MICRO = ROOT / 'tests' / 'data' / 'configs' / 'saip_micro_toy.py'
+
+
+def _draws():
+    return (random.random(), random.gauss(0, 1), np.random.rand(3), np.random.randn(),
+            torch.rand(4))
+
+
+def test_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    random.gauss(0, 1)  # leaves a cached Gaussian (gauss_next) in the Python state
+    np.random.randn()  # and one in NumPy's (has_gauss)
+    state = get_rng_state()
+    expected = _draws()
+    torch.save(dict(rng_state=state), tmp_path / 'ckpt.pth')
+    random.seed(99)
+    np.random.seed(99)
+    torch.manual_seed(99)
+    set_rng_state(torch.load(tmp_path / 'ckpt.pth')['rng_state'])  # weights_only=True
+    got = _draws()
+    assert got[:2] == expected[:2]
+    assert np.array_equal(got[2], expected[2]) and got[3] == expected[3]
+    assert torch.equal(got[4], expected[4])
+
+
+def _train(train_tool, config, work, data_root, *extra):
+    """``tools/train.py CONFIG --work-dir WORK [extra]`` in this process."""
+    train_tool.main([str(config), '--work-dir', str(work), *extra, '--cfg-options',
+                     f'train_dataloader.dataset.data_root={data_root}'])
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _undo_deterministic():
+    """randomness.deterministic=True switches torch to deterministic algorithms globally."""
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture(scope='module')
+def four_iterations(tmp_path_factory, person_folder, train_tool):
+    """One 4-iteration run with a checkpoint after iteration 2 (the 'interrupted' state)."""
+    tmp = tmp_path_factory.mktemp('bitexact')
+    config = tmp / 'saip_micro_4iter.py'
+    # Cosine lr and momentum over 4 iterations, the CSR masks, rescale factors and
+    # augmentations all draw random numbers: every one must continue where it stopped.
+    config.write_text(textwrap.dedent(f'''
+        _base_ = '{MICRO}'
+        max_iters = 4
+        train_cfg = dict(max_iters=max_iters)
+        param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_iters, by_epoch=False,
+                                begin=0, end=max_iters)]
+        default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=-1))
+        randomness = dict(seed=0, deterministic=True)
+    '''))
+    straight = tmp / 'straight'
+    _train(train_tool, config, straight, person_folder)
+    return dict(config=config, straight=straight, tmp=tmp, data=person_folder, tool=train_tool)
+
+
+def _log_text(work) -> str:
+    logs = sorted(work.glob('*/*.log'))
+    assert len(logs) == 1, logs
+    return logs[0].read_text()
+
+
+def _assert_all_equal(a: dict, b: dict, what: str):
+    assert a.keys() == b.keys(), what
+    for key in a:
+        assert torch.equal(a[key], b[key]), f'{what}: {key} differs'
+
+
+def test_resume_is_bit_exact(four_iterations):
+    run = four_iterations
+    resumed = run['tmp'] / 'resumed'
+    _train(run['tool'], run['config'], resumed, run['data'], '--resume',
+           str(run['straight'] / 'iter_2.pth'))
+    log = _log_text(resumed)
+    assert 'resumed epoch: 0, iter: 2' in log
+    assert 'Random generator states from the checkpoint are restored after the 2' in log
+
+    half = torch.load(run['straight'] / 'iter_2.pth')
+    assert set(half['rng_state']) >= {'python', 'numpy', 'torch'}
+    a = torch.load(run['straight'] / 'iter_4.pth')
+    b = torch.load(resumed / 'iter_4.pth')
+    assert b['meta']['iter'] == 4
+    state = a['state_dict']
+    assert any(k.startswith('teacher.') for k in state)
+    assert 'csm_head.loss_module.center' in state
+    assert any(not torch.equal(state[k], half['state_dict'][k]) for k in state
+               if k.startswith('backbone.'))  # iterations 3 and 4 did change the student
+    # student, teacher, heads, centre: every tensor bit-identical
+    _assert_all_equal(state, b['state_dict'], 'state_dict')
+    for idx, param_state in a['optimizer']['state'].items():
+        for name, value in param_state.items():
+            assert torch.equal(torch.as_tensor(value),
+                               torch.as_tensor(b['optimizer']['state'][idx][name])), (idx, name)
+    assert torch.equal(a['rng_state']['torch'], b['rng_state']['torch'])
+
+
+def test_resume_without_saved_states_is_not_bit_exact(four_iterations):
+    """The check above can fail: without the states MMEngine reseeds, and the weights differ."""
+    run = four_iterations
+    old = torch.load(run['straight'] / 'iter_2.pth')
+    del old['rng_state']  # a checkpoint written without RandomStateHook
+    torch.save(old, run['tmp'] / 'iter_2_without_rng.pth')
+    reseeded = run['tmp'] / 'reseeded'
+    _train(run['tool'], run['config'], reseeded, run['data'], '--resume',
+           str(run['tmp'] / 'iter_2_without_rng.pth'))
+    log = _log_text(reseeded)
+    assert ('the checkpoint has no `rng_state` (saved without RandomStateHook): random '
+            'generators are reseeded, so the resumed run is not bit-exact.') in log
+    a = torch.load(run['straight'] / 'iter_4.pth')['state_dict']
+    b = torch.load(reseeded / 'iter_4.pth')['state_dict']
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith('backbone.'))
