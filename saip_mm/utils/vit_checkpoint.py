@@ -25,6 +25,7 @@ must map (an unknown one, e.g. relative position tables, is an error: the result
 the same network); tensors outside the backbone (heads, decoders, projectors, the
 pretraining-only intermediate norm) are dropped and listed.
 """
+import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -400,7 +401,7 @@ def convert_vit(ckpt: Any,
     grid, grid_from = source_grid(num_patches, src_grid,
                                   grid_hint(ckpt, layout, num_patches, patch), path)
     meta = dict(layout=layout, source=source if layout in ('dino', 'saip-authors', 'saip-mm')
-                else None, converted_from=path.rsplit('/', 1)[-1])
+                else None, converted_from=osp.basename(path))
     out, resized = build_backbone_checkpoint(state, grid, img_size, meta)
     report.update(layout=layout, unused_entries=unused, grid=grid, grid_from=grid_from,
                   resized=resized, kept=len(state))

@@ -15,6 +15,7 @@ saip_mm pretraining checkpoint. The output holds tensors only, keyed ``backbone.
 import argparse
 import os.path as osp
 import sys
+from typing import Dict, Optional, Sequence, Union
 
 import saip_mm  # noqa: F401  (allow-lists MMEngine checkpoint contents for weights_only loads)
 from saip_mm.utils.checkpoint_io import (CheckpointReadError, check_finite, check_output_path,
@@ -49,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def parse_arch(text: str):
+def parse_arch(text: str) -> Union[str, Dict[str, int]]:
     """An mmpretrain arch name, or ``embed_dims=192,num_layers=12,feedforward_channels=768``."""
     if '=' not in text:
         return text
@@ -60,8 +61,14 @@ def parse_arch(text: str):
                          f'e.g. embed_dims=192,num_layers=12,feedforward_channels=768') from None
 
 
-def convert(src: str, dst: str, arch='deit-tiny', source: str = 'teacher', prefix=None,
-            src_grid=None, img_size=None, force: bool = False) -> dict:
+def convert(src: str,
+            dst: str,
+            arch: Union[str, dict, None] = 'deit-tiny',
+            source: str = 'teacher',
+            prefix: Optional[str] = None,
+            src_grid: Optional[Sequence[int]] = None,
+            img_size: Optional[Sequence[int]] = None,
+            force: bool = False) -> dict:
     """Convert ``src`` to ``dst``; return the report (see ``saip_mm.utils.vit_checkpoint``).
 
     Args:
