@@ -50,11 +50,16 @@ def test_grid_from_checkpoint_meta(saip_checkpoints, tmp_path):
         load_pretrained_backbone(vit((256, 192)), str(path), src_grid=(8, 16))
 
 
-def test_unresolvable_grid_names_the_shapes(saip_checkpoints):
+def test_unresolvable_grid_names_the_shapes(saip_checkpoints, tmp_path):
+    # a backbone file without meta['pos_embed_grid'] (converted by an older converter)
+    ckpt = torch.load(saip_checkpoints.tiny, weights_only=True)
+    assert ckpt['meta'].pop('pos_embed_grid') == [16, 8]
+    old = tmp_path / 'saip_vit-tiny_old.pth'
+    torch.save(ckpt, old)
     with pytest.raises(PretrainedCheckpointError) as info:
-        load_pretrained_backbone(vit((256, 192)), str(saip_checkpoints.tiny))
+        load_pretrained_backbone(vit((256, 192)), str(old))
     message = str(info.value)
-    assert '128 positions are not a square grid' in message and 'saip_vit-tiny.pth' in message
+    assert '128 positions are not a square grid' in message and 'saip_vit-tiny_old.pth' in message
     with pytest.raises(PretrainedCheckpointError, match='has 96 positions but the checkpoint '
                                                         'holds 128'):
         load_pretrained_backbone(vit((256, 192)), str(saip_checkpoints.tiny), src_grid=(8, 12))
@@ -124,3 +129,35 @@ def test_stock_init_cfg_path_fails_clearly_on_a_saip_grid(saip_checkpoints):
     square = vit((224, 224))
     state = {k: v.clone() for k, v in square.state_dict().items()}
     vit((256, 192)).load_state_dict(state, strict=True)
+
+
+def test_unreadable_pretrained_files_name_the_file(saip_checkpoints, tmp_path):
+    """Truncated and text files given as `pretrained=`: the file and the cause, not torch's
+    ``PytorchStreamReader failed`` / ``pop from empty list``; directly and through the hook."""
+    from types import SimpleNamespace
+
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+    from torch import nn
+
+    from saip_mm.engine.hooks.pretrained_hook import SAIPPretrainedHook
+    truncated = tmp_path / 'saip_vit-tiny_cut.pth'
+    truncated.write_bytes(saip_checkpoints.tiny.read_bytes()[:10000])
+    text = tmp_path / 'readme.pth'
+    text.write_text('download the checkpoint from the release page\n')
+    cases = [(truncated, 'it is a truncated or damaged zip archive (10000 bytes; an interrupted '
+                         'save or copy?)'),
+             (text, "it is a text file (starts with b'download the'), not a checkpoint")]
+    for path, cause in cases:
+        expected = f'pretrained checkpoint {path} cannot be read as a PyTorch checkpoint: {cause}'
+        with pytest.raises(PretrainedCheckpointError) as info:
+            load_pretrained_backbone(vit(), str(path), src_grid=(16, 8))
+        assert str(info.value).startswith(expected)
+        model = nn.Module()
+        model.backbone = vit()
+        runner = SimpleNamespace(cfg=Config(dict(pretrained=str(path))), model=model,
+                                 logger=MMLogger.get_current_instance())
+        SAIPPretrainedHook(src_grid=(16, 8)).before_run(runner)
+        with pytest.raises(PretrainedCheckpointError) as info:
+            model.backbone.init_weights()
+        assert str(info.value).startswith(expected)

@@ -32,7 +32,9 @@ model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,
     backbone=dict(
-        type='mmpretrain.VisionTransformer',
+        # mmpretrain's VisionTransformer (same parameters) that also takes mmseg's
+        # `model.pretrained=PATH`; the top-level `pretrained` above is the default.
+        type='mmpretrain.PretrainedVisionTransformer',
         arch='deit-tiny',  # 192 wide, 12 blocks, 3 heads
         img_size=crop_size,
         patch_size=16,

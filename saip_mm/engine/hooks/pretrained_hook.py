@@ -52,6 +52,7 @@ class SAIPPretrainedHook(Hook):
         self.src_grid = tuple(src_grid) if src_grid is not None else None
         self.checkpoint: Optional[str] = None
         self.report: Optional[dict] = None  # filled once the weights are loaded
+        self._own_loader = None  # a backbone that loads model.pretrained itself
 
     def _target(self, runner):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -70,11 +71,19 @@ class SAIPPretrainedHook(Hook):
             raise KeyError(f'SAIPPretrainedHook: the config has no top-level `{self.cfg_key}` '
                            f'variable naming the backbone checkpoint')
         self.checkpoint = checkpoint
+        target = self._target(runner)
+        own = getattr(target, 'pretrained', None)
+        if isinstance(own, str):
+            # mmseg's `model.pretrained=PATH` (PretrainedVisionTransformer loads it): the more
+            # specific setting wins over the config-wide default, and the log says so.
+            runner.logger.info(f'model.{self.module} loads its own pretrained={own} '
+                               f'(model.pretrained); `{self.cfg_key}` ({checkpoint}) is not used')
+            self.checkpoint, self._own_loader = own, target
+            return
         if self.checkpoint is None:
             runner.logger.warning(f'`{self.cfg_key}` is None: model.{self.module} starts from '
                                   f'random weights')
             return
-        target = self._target(runner)
         init_cfg = getattr(target, 'init_cfg', None)
         init_cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
         if any(isinstance(c, dict) and c.get('type') == 'Pretrained' for c in init_cfgs):
@@ -98,6 +107,8 @@ class SAIPPretrainedHook(Hook):
     def before_train(self, runner) -> None:
         # Guards against a model whose init_weights skips its children: never train a config
         # that names a checkpoint without having loaded it.
+        if self._own_loader is not None and self.report is None:
+            self.report = self._own_loader.pretrained_report
         if self.checkpoint is not None and self.report is None:
             raise RuntimeError(
                 f'SAIPPretrainedHook: model.{self.module} was never initialised, so '

@@ -25,6 +25,8 @@ from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
+from saip_mm.utils.checkpoint_io import CheckpointReadError, read_checkpoint
+
 # Width of the standard ViT sizes, to name an architecture mismatch in errors.
 VIT_WIDTHS = {192: 'ViT-Tiny', 384: 'ViT-Small', 768: 'ViT-Base', 1024: 'ViT-Large'}
 # Top-level key groups of a full SAIP pretraining checkpoint (``saip_mm.models.SAIP``).
@@ -97,9 +99,15 @@ def resolve_pos_embed_grid(num_patches: int,
 
 def _split_checkpoint(path: str, map_location: str) -> Tuple[Dict[str, torch.Tensor], dict]:
     """Read a checkpoint file: its state dict and meta."""
-    if '://' not in path and not osp.isfile(path):
+    if '://' in path:
+        ckpt = CheckpointLoader.load_checkpoint(path, map_location=map_location)
+    elif not osp.isfile(path):
         raise FileNotFoundError(f'pretrained checkpoint not found: {path}')
-    ckpt = CheckpointLoader.load_checkpoint(path, map_location=map_location)
+    else:
+        try:  # torch's own errors for a damaged file name neither the file nor the cause
+            ckpt = read_checkpoint(path, map_location=map_location)
+        except CheckpointReadError as e:
+            raise PretrainedCheckpointError(f'pretrained checkpoint {e}') from None
     if not isinstance(ckpt, dict):
         raise PretrainedCheckpointError(f'{path} holds a {type(ckpt).__name__}, not a state dict')
     state_dict = ckpt.get('state_dict', ckpt)
@@ -286,7 +294,9 @@ def guard_vit_pos_embed_hook() -> None:
                     f'VisionTransformer loader understands. Load SAIP checkpoints with '
                     f"saip_mm's SAIPPretrainedHook (configs) or "
                     f'saip_mm.models.utils.pretrained.load_pretrained_backbone, which take the '
-                    f'grid from the checkpoint meta or src_grid.')
+                    f'grid from the checkpoint meta or src_grid; or write the checkpoint for '
+                    f'this input size ({CONVERTER} SRC DST --img-size H W), which stock '
+                    f'loaders take as is.')
         return stock(self, state_dict, prefix, *args, **kwargs)
 
     _prepare_pos_embed._saip_guarded = True
