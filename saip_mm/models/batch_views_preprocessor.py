@@ -167,7 +167,7 @@ class SAIPBatchViewsPreprocessor(SAIPDataPreprocessor):
 
         Returns:
             dict: ``inputs`` (g1, g2, locals, region, reference, instance_mask, roi_mask) and
-            ``data_samples``.
+            ``data_samples`` (with ``region_interpolation`` = ``resize_mode`` in their metainfo).
         """
         if 'inputs' not in data:
             raise KeyError(f'SAIPBatchViewsPreprocessor: the batch has no `inputs` (keys: '
@@ -199,7 +199,12 @@ class SAIPBatchViewsPreprocessor(SAIPDataPreprocessor):
             self.generate(img[part], sizes['img_hw'][part], bg_img[part], sizes['bg_img_hw'][part],
                           sizes['img_work_hw'][part], sizes['bg_img_work_hw'][part],
                           out={key: value[part] for key, value in inputs.items()})
-        return dict(inputs=inputs, data_samples=self.cast_data(data.get('data_samples')))
+        data_samples = self.cast_data(data.get('data_samples'))
+        for sample in data_samples or []:
+            # As RegionView records its mode, so that SAIP can check it against its own.
+            if hasattr(sample, 'set_metainfo'):
+                sample.set_metainfo(dict(region_interpolation=self.resize_mode))
+        return dict(inputs=inputs, data_samples=data_samples)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(num_local={self.num_local}, '

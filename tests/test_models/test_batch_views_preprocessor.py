@@ -59,6 +59,7 @@ def test_outputs_are_those_of_the_per_image_path(collate):
         assert inputs[key].shape == reference_batch[key].shape == (2, ) + shape, key
         assert inputs[key].dtype == reference_batch[key].dtype == torch.float32, key
     assert len(out['data_samples']) == 2
+    assert out['data_samples'][0].region_interpolation == 'nearest'  # checked by SAIP
     # The masks are binary boxes of one patch each.
     for key in ('instance_mask', 'roi_mask'):
         assert set(inputs[key].unique().tolist()) == {0.0, 1.0}
