@@ -175,6 +175,9 @@ step mmpose "mmpose ${MMPOSE_VERSION} without chumpy (never imported; its sdist 
 "${PIP[@]}" -q --no-deps "mmpose==${MMPOSE_VERSION}"
 "${PIP[@]}" -q json-tricks munkres xtcocotools scipy matplotlib opencv-python pillow 'numpy<2'
 
+step kornia "kornia (batched views on the model's device)"
+"${PIP[@]}" -q 'kornia>=0.7' 'numpy<2' 'setuptools<81'
+
 step extras "test and logging tools"
 "${PIP[@]}" -q -r "$ROOT/requirements/tests.txt" tensorboard 'numpy<2' 'pandas<3' 'setuptools>=77,<81'
 

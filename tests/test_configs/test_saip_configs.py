@@ -67,3 +67,20 @@ def test_demo_config():
     assert cfg.optim_wrapper.paramwise_cfg.norm_decay_mult == 0
     assert cfg.log_processor.by_epoch is False  # an iteration-based run logs [i/40]
     assert [h.type for h in cfg.custom_hooks] == ['SAIPTeacherHook', 'SAIPVisualizationHook']
+
+
+def test_batchviews_config_is_the_recipe_with_views_on_the_device():
+    name = 'saip_vit-tiny-p16_8xb256-amp-batchviews-coslr-300e_lup1m-256x128.py'
+    cfg = Config.fromfile(str(CONFIG_DIR / name))
+    reference = Config.fromfile(str(REFERENCE))
+    assert [t.type for t in cfg.train_dataloader.dataset.pipeline] == [
+        'LoadPersonImage', 'ResizeForBatchViews', 'PackSAIPImages']
+    pre = cfg.model.data_preprocessor
+    assert pre.type == 'SAIPBatchViewsPreprocessor' and pre.resize_mode == 'nearest'
+    assert pre.local_views.num_views == cfg.model.n_local - 1 == 7
+    # Everything else is the reference recipe.
+    assert cfg.optim_wrapper == reference.optim_wrapper
+    assert cfg.train_dataloader.batch_size == reference.train_dataloader.batch_size
+    built = MODELS.build(pre)
+    assert built.num_local == 7 and [a.aug.blur_prob for a in built.global_augs] == [1.0, 0.1]
+    assert built.reference_aug.size == (224, 224) and built.person_weight == 0.7

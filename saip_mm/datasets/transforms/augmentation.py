@@ -4,9 +4,11 @@ Every random draw uses NumPy's global generator, which MMEngine's ``worker_init_
 DataLoader worker, so views are reproducible under ``randomness=dict(seed=...)`` and differ
 between workers.
 """
+import functools
 import math
 from typing import Optional, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
@@ -96,25 +98,61 @@ def sample_crop_box(height: int,
     return (x1, y1, x1 + crop_w, y1 + crop_h)
 
 
-def adjust_hue(img: Image.Image, hue_factor: float) -> Image.Image:
+def adjust_hue(img: Image.Image, hue_factor: float, backend: str = 'cv2') -> Image.Image:
     """Rotate the hue of an RGB image by ``hue_factor`` turns (in [-0.5, 0.5]).
+
+    Both backends rotate hue on a 256-level wheel (PIL's HSV, OpenCV's ``HSV_FULL``) by
+    ``round(hue_factor * 255)`` levels. 'cv2' is about 10x faster; it rounds where PIL's HSV
+    conversion truncates, so pixels differ from 'pil' by about one level (of 255) on average,
+    up to about ten at the rare pixels where the two 256-level grids round apart (PIL's
+    truncation also drifts saturation down by about half a level per call).
 
     Args:
         img (PIL.Image.Image): RGB image.
         hue_factor (float): hue shift as a fraction of the colour wheel.
+        backend (str): 'cv2' or 'pil' (the implementation before 2026-11-27, bit-identical to
+            it). Defaults to 'cv2'.
 
     Returns:
         PIL.Image.Image: the shifted RGB image.
     """
-    hue, sat, val = img.convert('HSV').split()
-    # PIL's hue channel spans 0-255 for one turn; shift with wrap-around in a wide dtype.
+    # One turn spans 256 hue levels; shift with wrap-around in a wide dtype.
     shift = int(round(hue_factor * 255)) % 256
+    if backend == 'cv2':
+        hsv = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2HSV_FULL)
+        hsv[..., 0] += np.uint8(shift)  # uint8 arithmetic wraps modulo 256
+        return Image.fromarray(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL), 'RGB')
+    if backend != 'pil':
+        raise ValueError(f"adjust_hue: `backend` must be 'cv2' or 'pil', got {backend!r}")
+    hue, sat, val = img.convert('HSV').split()
     hue_np = ((np.asarray(hue, dtype=np.int16) + shift) % 256).astype(np.uint8)
     return Image.merge('HSV', (Image.fromarray(hue_np, 'L'), sat, val)).convert('RGB')
 
 
+def gaussian_blur(img: Image.Image, sigma: float, backend: str = 'cv2') -> Image.Image:
+    """Gaussian blur of standard deviation ``sigma`` pixels, edges replicated.
+
+    'cv2' convolves with the Gaussian itself (to 3 sigma), about 2-7x faster than 'pil', which
+    approximates it with three box blurs of the same variance; the two differ by a few levels.
+
+    Args:
+        img (PIL.Image.Image): RGB image.
+        sigma (float): standard deviation (PIL's blur "radius").
+        backend (str): 'cv2' or 'pil' (the implementation before 2026-11-27). Defaults to 'cv2'.
+
+    Returns:
+        PIL.Image.Image: the blurred image.
+    """
+    if backend == 'cv2':
+        return Image.fromarray(cv2.GaussianBlur(np.asarray(img), (0, 0), sigma,
+                                                borderType=cv2.BORDER_REPLICATE), 'RGB')
+    if backend != 'pil':
+        raise ValueError(f"gaussian_blur: `backend` must be 'cv2' or 'pil', got {backend!r}")
+    return img.filter(ImageFilter.GaussianBlur(sigma))
+
+
 def random_color_jitter(img: Image.Image, brightness: float, contrast: float,
-                        saturation: float, hue: float) -> Image.Image:
+                        saturation: float, hue: float, backend: str = 'cv2') -> Image.Image:
     """Colour jitter with random factors applied in a random order (torchvision's ColorJitter).
 
     Args:
@@ -123,6 +161,7 @@ def random_color_jitter(img: Image.Image, brightness: float, contrast: float,
         contrast (float): factor drawn from [max(0, 1 - c), 1 + c].
         saturation (float): factor drawn from [max(0, 1 - s), 1 + s].
         hue (float): shift drawn from [-h, h].
+        backend (str): 'cv2' or 'pil', see :func:`adjust_hue`. Defaults to 'cv2'.
 
     Returns:
         PIL.Image.Image: the jittered image.
@@ -138,13 +177,24 @@ def random_color_jitter(img: Image.Image, brightness: float, contrast: float,
             img = ImageEnhance.Color(img).enhance(
                 np.random.uniform(max(0.0, 1 - saturation), 1 + saturation))
         elif op == 3 and hue > 0:
-            img = adjust_hue(img, np.random.uniform(-hue, hue))
+            img = adjust_hue(img, np.random.uniform(-hue, hue), backend)
     return img
+
+
+@functools.lru_cache(maxsize=8)
+def _normalize_lut(mean: Tuple[float, ...], std: Tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32 table of ``(v - mean) / std`` for every uint8 value ``v``."""
+    values = np.arange(256, dtype=np.float32)[None, :]
+    return (values - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None]
 
 
 def normalize_image(img: Union[Image.Image, np.ndarray], mean: Sequence[float],
                     std: Sequence[float]) -> torch.Tensor:
     """Turn an RGB uint8 image into a normalised float tensor.
+
+    A table lookup per channel (OpenCV's LUT): the table holds the float32 results of
+    ``(v - mean) / std`` for the 256 values, so the output is bit-identical to that arithmetic,
+    without the float copy and the transpose of the whole image (about 4x faster).
 
     Args:
         img (PIL.Image.Image | np.ndarray): RGB image, (H, W, 3) uint8.
@@ -154,9 +204,29 @@ def normalize_image(img: Union[Image.Image, np.ndarray], mean: Sequence[float],
     Returns:
         torch.Tensor: (3, H, W) float32.
     """
-    arr = np.asarray(img, dtype=np.float32)
-    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    arr = np.asarray(img)
+    if arr.dtype != np.uint8:  # float input: plain arithmetic
+        arr = (arr.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    lut = _normalize_lut(tuple(float(v) for v in mean), tuple(float(v) for v in std))
+    out = np.empty((3, ) + arr.shape[:2], dtype=np.float32)
+    for channel, plane in enumerate(cv2.split(arr)):
+        cv2.LUT(plane, lut[channel], dst=out[channel])
+    return torch.from_numpy(out)
+
+
+def as_pil(img: Union[np.ndarray, Image.Image]) -> Image.Image:
+    """An RGB uint8 array as a PIL image (a PIL image is returned as is).
+
+    Transforms making several views of one image convert it once, not once per view.
+
+    Args:
+        img (np.ndarray | PIL.Image.Image): (H, W, 3) uint8 RGB.
+
+    Returns:
+        PIL.Image.Image: the RGB image.
+    """
+    return Image.fromarray(img, 'RGB') if isinstance(img, np.ndarray) else img
 
 
 def require_key(results: dict, key: str, owner: str):
@@ -226,6 +296,9 @@ class ViewAugmentation:
         solarize_threshold (int): pixels >= threshold are inverted. Defaults to 128.
         mean (Sequence[float]): normalisation mean (0-255 RGB). Defaults to ImageNet's.
         std (Sequence[float]): normalisation std (0-255 RGB). Defaults to ImageNet's.
+        backend (str): 'cv2' (fast: hue rotation and Gaussian blur through OpenCV) or 'pil'
+            (bit-identical to the implementation before 2026-11-27); see :func:`adjust_hue`
+            and :func:`gaussian_blur`. Defaults to 'cv2'.
     """
 
     def __init__(self,
@@ -242,7 +315,8 @@ class ViewAugmentation:
                  solarize_prob: float = 0.0,
                  solarize_threshold: int = 128,
                  mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD) -> None:
+                 std: Sequence[float] = IMAGENET_STD,
+                 backend: str = 'cv2') -> None:
         self.size = check_size('size', size)
         self.scale = _check_range('scale', scale, 0.0, 1.0)
         self.ratio = _check_range('ratio', ratio, 1e-6, float('inf'))
@@ -265,6 +339,9 @@ class ViewAugmentation:
             raise ValueError(f'`mean`/`std` must have 3 values (RGB), std > 0; got {mean}, {std}')
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
+        if backend not in ('cv2', 'pil'):
+            raise ValueError(f"`backend` must be 'cv2' or 'pil', got {backend!r}")
+        self.backend = backend
 
     def photometric(self, img: Image.Image) -> Image.Image:
         """Apply flip, jitter, grayscale, blur and solarisation (each with its probability).
@@ -279,11 +356,11 @@ class ViewAugmentation:
         if self.flip_prob > 0 and np.random.rand() < self.flip_prob:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         if self.jitter_prob > 0 and np.random.rand() < self.jitter_prob:
-            img = random_color_jitter(img, *self.color_jitter)
+            img = random_color_jitter(img, *self.color_jitter, self.backend)
         if self.gray_prob > 0 and np.random.rand() < self.gray_prob:
             img = img.convert('L').convert('RGB')
         if self.blur_prob > 0 and np.random.rand() < self.blur_prob:
-            img = img.filter(ImageFilter.GaussianBlur(np.random.uniform(*self.blur_sigma)))
+            img = gaussian_blur(img, np.random.uniform(*self.blur_sigma), self.backend)
         if self.solarize_prob > 0 and np.random.rand() < self.solarize_prob:
             img = ImageOps.solarize(img, threshold=self.solarize_threshold)
         return img
@@ -301,8 +378,7 @@ class ViewAugmentation:
             tuple[torch.Tensor, tuple]: the normalised view (3, H, W) and its crop box in
             ``img``'s pixels.
         """
-        if isinstance(img, np.ndarray):
-            img = Image.fromarray(img, 'RGB')
+        img = as_pil(img)
         if box is None:
             box = sample_crop_box(img.height, img.width, self.scale, self.ratio)
         out_h, out_w = self.size

@@ -1,8 +1,10 @@
 """Loading of the person image and of the background image of the multi-person reference."""
-from typing import Optional
+import io
+from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from PIL import Image
 from mmcv.transforms import BaseTransform
 from mmengine import fileio
 
@@ -21,26 +23,69 @@ class CorruptImageError(ValueError):
         self.path = path
 
 
-def load_rgb_image(path: str, backend_args: Optional[dict] = None) -> np.ndarray:
+def decode_jpeg_draft(data: bytes, min_size: Sequence[int]) -> Optional[Tuple[np.ndarray,
+                                                                             Tuple[int, int]]]:
+    """Decode a JPEG at the smallest DCT scale (1, 1/2, 1/4, 1/8) that keeps ``min_size``.
+
+    libjpeg then skips most of the work for large files (PIL's ``Image.draft``). Returns None
+    for other formats.
+
+    Args:
+        data (bytes): the file's bytes.
+        min_size (Sequence[int]): (H, W) both sides of the decoded image must reach (or the
+            full size, when smaller).
+
+    Returns:
+        tuple | None: the RGB uint8 (h, w, 3) image and the file's full (H, W), or None.
+    """
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Exception:  # not an image PIL knows: leave it to OpenCV (and its error message)
+        return None
+    if img.format != 'JPEG':
+        return None
+    full_hw = (img.height, img.width)
+    img.draft('RGB', (int(min_size[1]), int(min_size[0])))
+    return np.asarray(img.convert('RGB')), full_hw
+
+
+def load_rgb_image(path: str, backend_args: Optional[dict] = None,
+                   decode_size: Optional[Sequence[int]] = None) -> np.ndarray:
     """Read an image file as an RGB uint8 array.
 
     Args:
         path (str): image path (or URI understood by ``mmengine.fileio``).
         backend_args (dict, optional): file backend arguments. Defaults to None (local disk).
+        decode_size (Sequence[int], optional): (H, W): decode JPEGs at the smallest DCT
+            scale whose size reaches it (see :func:`decode_jpeg_draft`). Defaults to None
+            (full size, OpenCV).
 
     Returns:
         np.ndarray: (H, W, 3) uint8, RGB. Grayscale images are expanded, alpha is dropped.
     """
+    return _load(path, backend_args, decode_size)[0]
+
+
+def _load(path: str, backend_args: Optional[dict],
+          decode_size: Optional[Sequence[int]]) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """The RGB image and the file's full (H, W)."""
     try:
         data = fileio.get(path, backend_args=backend_args)
     except FileNotFoundError as err:
         raise FileNotFoundError(f'image file not found: {path}') from err
+    if decode_size is not None:
+        try:
+            decoded = decode_jpeg_draft(data, decode_size)
+        except OSError as err:  # truncated or corrupt JPEG data
+            raise CorruptImageError(path) from err
+        if decoded is not None:
+            return decoded
     buf = np.frombuffer(data, dtype=np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
     if img is None:
         # cv2 returns None (no exception) for undecodable bytes.
         raise CorruptImageError(path)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), img.shape[:2]
 
 
 @TRANSFORMS.register_module()
@@ -55,10 +100,19 @@ class LoadPersonImage(BaseTransform):
     Args:
         backend_args (dict, optional): ``mmengine.fileio`` backend arguments.
             Defaults to None (local disk).
+        decode_size (Sequence[int], optional): (H, W): decode JPEGs in draft mode at the
+            smallest DCT scale (1/2, 1/4, 1/8) whose size still reaches it, which is much
+            faster for files far larger than needed; ``ori_shape`` (``bg_ori_shape``) then keeps
+            the file's full size. Defaults to None (full-size decoding).
     """
 
-    def __init__(self, backend_args: Optional[dict] = None) -> None:
+    def __init__(self, backend_args: Optional[dict] = None,
+                 decode_size: Optional[Sequence[int]] = None) -> None:
         self.backend_args = backend_args
+        if decode_size is not None and (len(decode_size) != 2 or min(decode_size) <= 0):
+            raise ValueError(f'LoadPersonImage: `decode_size` must be (H, W) > 0 or None, '
+                             f'got {decode_size}')
+        self.decode_size = None if decode_size is None else tuple(int(v) for v in decode_size)
 
     def transform(self, results: dict) -> dict:
         """Load the images named in ``results``.
@@ -71,15 +125,18 @@ class LoadPersonImage(BaseTransform):
         """
         if 'img_path' not in results:
             raise KeyError('LoadPersonImage: `img_path` is missing from the data info')
-        img = load_rgb_image(results['img_path'], self.backend_args)
+        img, full_hw = _load(results['img_path'], self.backend_args, self.decode_size)
         results['img'] = img
         results['img_shape'] = img.shape[:2]
-        results['ori_shape'] = img.shape[:2]
+        results['ori_shape'] = full_hw
         if results.get('bg_img_path') is not None:
-            bg_img = load_rgb_image(results['bg_img_path'], self.backend_args)
+            bg_img, bg_full_hw = _load(results['bg_img_path'], self.backend_args,
+                                       self.decode_size)
             results['bg_img'] = bg_img
             results['bg_img_shape'] = bg_img.shape[:2]
+            results['bg_ori_shape'] = bg_full_hw
         return results
 
     def __repr__(self) -> str:
-        return f'{type(self).__name__}(backend_args={self.backend_args})'
+        return (f'{type(self).__name__}(backend_args={self.backend_args}, '
+                f'decode_size={self.decode_size})')

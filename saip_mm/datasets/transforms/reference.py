@@ -67,6 +67,8 @@ class MultiPersonReference(BaseTransform):
         roi_key (str): ROI patch key; for a stack of views (N, 3, h, w) the last one is used.
             Defaults to 'locals'.
         instance_key (str): instance patch key. Defaults to 'region'.
+        backend (str): 'cv2' (fast) or 'pil' (bit-identical to before 2026-11-27) hue rotation
+            and blur (see ``adjust_hue``, ``gaussian_blur``). Defaults to 'cv2'.
     """
 
     def __init__(self,
@@ -87,13 +89,14 @@ class MultiPersonReference(BaseTransform):
                  person_weight: float = 0.7,
                  bg_key: str = 'bg_img',
                  roi_key: str = 'locals',
-                 instance_key: str = 'region') -> None:
+                 instance_key: str = 'region',
+                 backend: str = 'cv2') -> None:
         self.augmentation = ViewAugmentation(
             size=size, scale=scale, ratio=ratio, interpolation=interpolation,
             flip_prob=flip_prob, color_jitter=color_jitter, jitter_prob=jitter_prob,
             gray_prob=gray_prob, blur_prob=blur_prob, blur_sigma=blur_sigma,
             solarize_prob=solarize_prob, solarize_threshold=solarize_threshold,
-            mean=mean, std=std)
+            mean=mean, std=std, backend=backend)
         self.size = self.augmentation.size
         if not 0.0 <= person_weight <= 1.0:
             raise ValueError(f'MultiPersonReference: `person_weight` must be in [0, 1], '

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from mmcv.transforms import BaseTransform
 
 from mmpretrain.registry import TRANSFORMS
-from .augmentation import (IMAGENET_MEAN, IMAGENET_STD, ViewAugmentation, check_size,
-                           require_key)
+from .augmentation import (IMAGENET_MEAN, IMAGENET_STD, ViewAugmentation, as_pil,
+                           check_size, require_key)
 
 
 @TRANSFORMS.register_module()
@@ -41,6 +41,8 @@ class PersonGlobalViews(BaseTransform):
         std (Sequence[float]): normalisation std, 0-255 RGB. Defaults to ImageNet's.
         keys (Sequence[str]): output keys of the two views. Defaults to ('g1', 'g2').
         img_key (str): source image key. Defaults to 'img'.
+        backend (str): 'cv2' (fast) or 'pil' (bit-identical to before 2026-11-27) hue rotation
+            and blur (see ``adjust_hue``, ``gaussian_blur``). Defaults to 'cv2'.
     """
 
     def __init__(self,
@@ -59,7 +61,8 @@ class PersonGlobalViews(BaseTransform):
                  mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD,
                  keys: Sequence[str] = ('g1', 'g2'),
-                 img_key: str = 'img') -> None:
+                 img_key: str = 'img',
+                 backend: str = 'cv2') -> None:
         for name, value in (('blur_prob', blur_prob), ('solarize_prob', solarize_prob),
                             ('keys', keys)):
             if len(value) != 2:
@@ -73,7 +76,7 @@ class PersonGlobalViews(BaseTransform):
                 flip_prob=flip_prob, color_jitter=color_jitter, jitter_prob=jitter_prob,
                 gray_prob=gray_prob, blur_prob=blur_prob[i], blur_sigma=blur_sigma,
                 solarize_prob=solarize_prob[i], solarize_threshold=solarize_threshold,
-                mean=mean, std=std) for i in range(2)
+                mean=mean, std=std, backend=backend) for i in range(2)
         ]
 
     def transform(self, results: dict) -> dict:
@@ -85,7 +88,7 @@ class PersonGlobalViews(BaseTransform):
         Returns:
             dict: ``results`` with the views and their crop boxes.
         """
-        img = require_key(results, self.img_key, type(self).__name__)
+        img = as_pil(require_key(results, self.img_key, type(self).__name__))
         for key, augment in zip(self.keys, self.augmentations):
             results[key], results[f'{key}_crop_box'] = augment(img)  # (3, H, W)
         return results
@@ -123,6 +126,8 @@ class PersonLocalViews(BaseTransform):
         std (Sequence[float]): normalisation std, 0-255 RGB. Defaults to ImageNet's.
         key (str): output key. Defaults to 'locals'.
         img_key (str): source image key. Defaults to 'img'.
+        backend (str): 'cv2' (fast) or 'pil' (bit-identical to before 2026-11-27) hue rotation
+            and blur (see ``adjust_hue``, ``gaussian_blur``). Defaults to 'cv2'.
     """
 
     def __init__(self,
@@ -142,7 +147,8 @@ class PersonLocalViews(BaseTransform):
                  mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD,
                  key: str = 'locals',
-                 img_key: str = 'img') -> None:
+                 img_key: str = 'img',
+                 backend: str = 'cv2') -> None:
         if int(num_views) != num_views or num_views < 1:
             raise ValueError(f'PersonLocalViews: `num_views` must be a positive integer, '
                              f'got {num_views}')
@@ -154,7 +160,7 @@ class PersonLocalViews(BaseTransform):
             flip_prob=flip_prob, color_jitter=color_jitter, jitter_prob=jitter_prob,
             gray_prob=gray_prob, blur_prob=blur_prob, blur_sigma=blur_sigma,
             solarize_prob=solarize_prob, solarize_threshold=solarize_threshold,
-            mean=mean, std=std)
+            mean=mean, std=std, backend=backend)
 
     def transform(self, results: dict) -> dict:
         """Add the local crops.
@@ -165,7 +171,7 @@ class PersonLocalViews(BaseTransform):
         Returns:
             dict: ``results`` with ``locals`` and ``locals_crop_boxes``.
         """
-        img = require_key(results, self.img_key, type(self).__name__)
+        img = as_pil(require_key(results, self.img_key, type(self).__name__))
         views, boxes = zip(*(self.augmentation(img) for _ in range(self.num_views)))
         results[self.key] = torch.stack(views)  # (num_views, 3, H, W)
         results[f'{self.key}_crop_boxes'] = list(boxes)

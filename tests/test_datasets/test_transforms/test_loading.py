@@ -35,3 +35,32 @@ def test_corrupt_file_error_names_it(tmp_path, content):
     bad.write_bytes(content)
     with pytest.raises(ValueError, match=re.escape(str(bad))):
         LoadPersonImage()(dict(img_path=str(bad)))
+
+
+def test_draft_decoding_keeps_the_needed_size_and_the_full_shape(tmp_path, write_image):
+    import cv2
+    write_image(str(tmp_path / 'big.jpg'), 600, 300, seed=3)
+    write_image(str(tmp_path / 'small.png'), 40, 20, seed=4)
+    full = cv2.cvtColor(cv2.imread(str(tmp_path / 'big.jpg')), cv2.COLOR_BGR2RGB)
+    load = LoadPersonImage(decode_size=(128, 64))
+    out = load(dict(img_path=str(tmp_path / 'big.jpg'), bg_img_path=str(tmp_path / 'small.png')))
+    # 600x300 at 1/4 is 150x75, the smallest DCT scale with both sides >= 128x64.
+    assert out['img'].shape == (150, 75, 3) and out['img_shape'] == (150, 75)
+    assert out['ori_shape'] == (600, 300)
+    # The same picture: its 4x4 block means are what the draft decoder returns, nearly.
+    blocks = full.reshape(150, 4, 75, 4, 3).mean((1, 3))
+    assert np.abs(out['img'].astype(float) - blocks).mean() < 8
+    # PNGs (and every file without decode_size) decode at full size, unchanged.
+    assert out['bg_img'].shape == (40, 20, 3) and out['bg_ori_shape'] == (40, 20)
+    assert np.array_equal(LoadPersonImage()(dict(img_path=str(tmp_path / 'big.jpg')))['img'],
+                          full)
+    with pytest.raises(ValueError, match='decode_size'):
+        LoadPersonImage(decode_size=(0, 64))
+
+
+def test_draft_decoding_names_a_corrupt_jpeg(tmp_path, write_image):
+    write_image(str(tmp_path / 'p.jpg'), 64, 32, seed=5)
+    bad = tmp_path / 'cut.jpg'
+    bad.write_bytes((tmp_path / 'p.jpg').read_bytes()[:200])
+    with pytest.raises(ValueError, match=re.escape(str(bad))):
+        LoadPersonImage(decode_size=(32, 16))(dict(img_path=str(bad)))
