@@ -143,6 +143,11 @@ step mmpose "mmpose ${MMPOSE_VERSION} without chumpy (never imported; its sdist 
 step extras "test and logging tools"
 "${PIP[@]}" -q -r "$ROOT/requirements/tests.txt" tensorboard 'numpy<2' 'setuptools<81'
 
+# < 4.52: with transformers present, `import mmpretrain.models` imports mmpretrain's multimodal
+# models, whose imports from transformers.modeling_utils fail from 4.52 on.
+step transformers "transformers<4.52 (the text_person project's optional Hugging Face text tower)"
+"${PIP[@]}" -q 'transformers>=4.40,<4.52' 'numpy<2' 'setuptools<81'
+
 step project "saip_mm in editable mode"
 "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"
 

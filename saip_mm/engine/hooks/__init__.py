@@ -6,3 +6,6 @@ from .visualization_hook import SAIPVisualizationHook
 __all__ = [
     'AttributePosRatioHook', 'SAIPPretrainedHook', 'SAIPTeacherHook', 'SAIPVisualizationHook'
 ]
+from .text_vocab_hook import TextVocabularyHook  # noqa: E402
+
+__all__ += ['TextVocabularyHook']
