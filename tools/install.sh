@@ -186,6 +186,11 @@ step extras "test and logging tools"
 step mim "openmim ${OPENMIM_VERSION} (numpy<2, pandas<3, setuptools>=77,<81)"
 "${PIP[@]}" -q "openmim==${OPENMIM_VERSION}" 'numpy<2' 'pandas<3' 'setuptools>=77,<81'
 
+# < 4.52: with transformers present, `import mmpretrain.models` imports mmpretrain's multimodal
+# models, whose imports from transformers.modeling_utils fail from 4.52 on.
+step transformers "transformers<4.52 (the text_person project's optional Hugging Face text tower)"
+"${PIP[@]}" -q 'transformers>=4.40,<4.52' 'numpy<2' 'setuptools<81'
+
 # Develop mode (metadata in the checkout, an egg-link in site-packages), not pip's PEP 660
 # editable install: with the latter, `mim train saip_mm` looks for site-packages/saip_mm.
 step project "saip_mm from this checkout in develop mode (editable; mim train/test find it)"

@@ -16,3 +16,7 @@ __all__ = [
     'PackSAIPInputs', 'PA100KDataset', 'PedestrianAttributeDataset', 'PETADataset',
     'Market1501Dataset', 'MSMT17Dataset', 'ReIDDataset', 'IdentitySampler'
 ]
+from .text_person import (CUHKPEDESDataset, ICFGPEDESDataset, RSTPReidDataset,  # noqa: E402
+                          TextPersonDataset)
+
+__all__ += ['CUHKPEDESDataset', 'ICFGPEDESDataset', 'RSTPReidDataset', 'TextPersonDataset']

@@ -11,3 +11,9 @@ __all__ = [
     'ReIDHead', 'CSMLoss', 'CSRLoss', 'CSSLoss', 'TripletLoss', 'WeightedBCELoss',
     'SimpleFeaturePyramid', 'SAIPBatchViewsPreprocessor'
 ]
+from .losses import SDMLoss  # noqa: E402
+from .retrievers import TextPersonRetriever  # noqa: E402
+from .text_encoders import HFTextEncoder, TransformerTextEncoder, WordTokenizer  # noqa: E402
+
+__all__ += ['SDMLoss', 'TextPersonRetriever', 'HFTextEncoder', 'TransformerTextEncoder',
+            'WordTokenizer']

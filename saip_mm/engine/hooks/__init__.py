@@ -11,3 +11,7 @@ from .random_state_hook import RandomStateHook  # noqa: E402
 from .safe_checkpoint_hook import SafeCheckpointHook  # noqa: E402
 
 __all__ += ['RandomStateHook', 'SafeCheckpointHook']
+
+from .text_vocab_hook import TextVocabularyHook  # noqa: E402
+
+__all__ += ['TextVocabularyHook']

@@ -5,3 +5,6 @@ from .triplet_loss import TripletLoss
 from .weighted_bce_loss import WeightedBCELoss
 
 __all__ = ['CSMLoss', 'CSRLoss', 'CSSLoss', 'TripletLoss', 'WeightedBCELoss']
+from .sdm_loss import SDMLoss, sdm_loss  # noqa: E402
+
+__all__ += ['SDMLoss', 'sdm_loss']

@@ -1,0 +1,3 @@
+from .text_person_retriever import TextPersonRetriever
+
+__all__ = ['TextPersonRetriever']
