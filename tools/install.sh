@@ -143,6 +143,9 @@ step mmpose "mmpose ${MMPOSE_VERSION} without chumpy (never imported; its sdist 
 step extras "test and logging tools"
 "${PIP[@]}" -q -r "$ROOT/requirements/tests.txt" tensorboard 'numpy<2' 'setuptools<81'
 
+step deploy "ONNX export and onnxruntime (optional extras, requirements/deploy.txt)"
+"${PIP[@]}" -q -r "$ROOT/requirements/deploy.txt" 'numpy<2' 'setuptools<81'
+
 step project "saip_mm in editable mode"
 "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"
 
