@@ -23,6 +23,7 @@ graph, which then takes RGB values in [0, 255]. Both are recorded in the ONNX me
 """
 import copy
 import os.path as osp
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -365,15 +366,19 @@ def export_onnx(module: nn.Module,
                 opset: int = 18,
                 dynamic_batch: bool = True,
                 metadata: Optional[Dict[str, str]] = None) -> str:
-    """Export ``module`` (image -> one tensor) to ``out`` with torch's ``torch.export``-based
-    exporter; the input is named ``image``, the batch axis ``batch`` when dynamic.
+    """Export ``module`` (image -> one tensor) to ``out``; the input is named ``image``, the
+    batch axis ``batch`` when dynamic.
+
+    Opset 18 and above use torch's ``torch.export``-based exporter (its own opset is 18; onnx's
+    version converter cannot bring its graphs down to 17 correctly, e.g. ReduceL2). Opset 17
+    uses torch's TorchScript exporter, which targets 17 natively (deprecated by torch, and it
+    cannot export adaptive pooling to sizes that do not divide the input, as UPerHead's).
 
     Args:
         module (nn.Module): from :func:`build_export_model`.
         spec (ExportSpec): its spec; written to the model's ``metadata_props``.
         out (str): the .onnx file (weights inside; overwritten).
-        opset (int): ONNX opset, at least 17. Defaults to 18 (the exporter's own opset; 17 is
-            reached by onnx's version converter).
+        opset (int): ONNX opset, at least 17. Defaults to 18.
         dynamic_batch (bool): a symbolic batch axis. Defaults to True.
         metadata (dict, optional): more ``metadata_props`` (config, checkpoint, ...).
 
@@ -386,20 +391,22 @@ def export_onnx(module: nn.Module,
     height, width = spec.input_size
     # batch 2, not 1: torch.export specialises a size-1 axis to a constant
     example = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(0))
-    dynamic_shapes = {'image': {0: 'batch'}} if dynamic_batch else None
     with torch.no_grad():
-        program = torch.onnx.export(
-            _Traced(module).eval(), (example, ), dynamo=True, opset_version=opset,
-            input_names=['image'], output_names=[spec.output_name],
-            dynamic_shapes=dynamic_shapes, optimize=True, verbose=False)
-    model = program.model_proto
-    if model.opset_import[0].version != opset:  # the exporter falls back to its own opset
-        try:
-            model = onnx.version_converter.convert_version(model, opset)
-        except Exception as e:  # onnx raises RuntimeError / ConvertError without the op
-            raise ValueError(f'the graph exports at opset {model.opset_import[0].version} but '
-                             f'onnx could not convert it to opset {opset} ({e}); export with '
-                             f'opset >= {model.opset_import[0].version}') from None
+        if opset >= 18:
+            program = torch.onnx.export(
+                _Traced(module).eval(), (example, ), dynamo=True, opset_version=opset,
+                input_names=['image'], output_names=[spec.output_name],
+                dynamic_shapes={'image': {0: 'batch'}} if dynamic_batch else None,
+                optimize=True, verbose=False)
+            model = program.model_proto
+        else:
+            axes = {'image': {0: 'batch'}, spec.output_name: {0: 'batch'}}
+            with warnings.catch_warnings():  # the deprecation and tracer warnings
+                warnings.simplefilter('ignore')
+                torch.onnx.export(module, (example, ), out, dynamo=False, opset_version=opset,
+                                  input_names=['image'], output_names=[spec.output_name],
+                                  dynamic_axes=axes if dynamic_batch else None)
+            model = onnx.load(out)
     props = dict(spec.metadata(), producer='saip_mm', **(metadata or {}))
     del model.metadata_props[:]
     for key, value in props.items():

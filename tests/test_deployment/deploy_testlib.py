@@ -21,7 +21,8 @@ TINY_ARCH_CFG = dict(_delete_=True, **TINY_ARCH)
 SAIP_CONFIG = ROOT / 'configs' / 'saip' / 'saip_vit-tiny-p16_1xb32-demo_vtest-256x128.py'
 REID_CONFIG = (ROOT / 'projects' / 'reid' / 'configs' /
                'reid_saip-vit-tiny-p16_1xb64-pk16x4-120e_market1501-256x128.py')
-POSE_CONFIG = ROOT / 'projects' / 'pose' / 'configs' / 'td-hm_saip-vit-tiny_8xb64-210e_coco-256x192.py'
+POSE_CONFIG = (ROOT / 'projects' / 'pose' / 'configs' /
+               'td-hm_saip-vit-tiny_8xb64-210e_coco-256x192.py')
 PARSING_CONFIG = (ROOT / 'projects' / 'parsing' / 'configs' /
                   'saip-vit-tiny_upernet_4xb4-80k_lip-512x512.py')
 
@@ -35,10 +36,11 @@ TINY_OVERRIDES = {
              'drop_path_rate=0.0), head=dict(in_channels=32, deconv_out_channels=(16, 16)))',
              (64, 48)),
     # 128x128: an 8x8 grid, pyramid 32/16/8/4, so UPerHead pools 4x4 maps to 3x3 and 6x6 as the
-    # real 512x512 config pools 16x16 ones (sizes that do not divide).
-    # 4 blocks: Feature2Pyramid takes 4 distinct block outputs
+    # real 512x512 config pools 16x16 ones (sizes that do not divide). 4 blocks: Feature2Pyramid
+    # takes 4 distinct block outputs.
     'parsing': (PARSING_CONFIG, 'model = dict(backbone=dict('
-                f'arch={dict(TINY_ARCH_CFG, num_layers=4)!r}, img_size=(128, 128), out_indices=(0, 1, 2, 3), drop_path_rate=0.0), '
+                f'arch={dict(TINY_ARCH_CFG, num_layers=4)!r}, img_size=(128, 128), '
+                'out_indices=(0, 1, 2, 3), drop_path_rate=0.0), '
                 'neck=dict(embed_dim=32), decode_head=dict(in_channels=[32, 32, 32, 32], '
                 'channels=16), auxiliary_head=dict(in_channels=32, channels=8))', (128, 128)),
 }

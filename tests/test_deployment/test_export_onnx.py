@@ -140,12 +140,12 @@ def test_featmap_simplify_and_baked_normalization(tiny_models, tmp_path, person_
     assert np.abs(got - expected).max() <= ATOL
 
 
-def test_parity_check_fails_for_another_model(tiny_models, exported):
+def test_parity_check_fails_for_another_model(tiny_models, exported, tmp_path, capsys):
     """The parity check can fail: the pose file against a perturbed PyTorch model."""
     from mmengine.config import Config
     from saip_mm.deployment import build_export_model
-    if 'pose' not in exported:
-        pytest.fail('needs test_export_checker_parity_dynamic_batch[pose] to run first')
+    if 'pose' not in exported:  # run alone: export it here
+        exported['pose'] = export_with_cli('pose', tiny_models, tmp_path, capsys)
     path = str(exported['pose'][0])
     model = tiny_models.pose
     module, _ = build_export_model(Config.fromfile(str(model.config)), str(model.checkpoint))
@@ -191,3 +191,17 @@ def test_infer_kind_names_the_config(tiny_models):
     with pytest.raises(ValueError, match=r"from the config: model\.type='ImageClassifier' \(head "
                        r"'LinearClsHead'\)"):
         infer_kind(cfg)
+
+
+def test_opset_17_with_the_torchscript_exporter(tiny_models, tmp_path):
+    """Opset 17 (TorchScript exporter): valid, dynamic batch, parity <= 1e-4."""
+    from mmengine.config import Config
+    from saip_mm.deployment import build_export_model, check_onnx, export_onnx
+    model = tiny_models.reid
+    module, spec = build_export_model(Config.fromfile(str(model.config)), str(model.checkpoint))
+    path = export_onnx(module, spec, str(tmp_path / 'reid17.onnx'), opset=17)
+    info = check_onnx(path)
+    assert info['opset'] == 17 and info['inputs'] == {'image': ['batch', 3, 64, 32]}
+    assert info['metadata']['kind'] == 'reid'
+    images = fixed_images(3, model.size)
+    assert export_tool.check_parity(module, path, images, ATOL)['ok']

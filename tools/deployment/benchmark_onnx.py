@@ -187,8 +187,15 @@ def to_markdown(report: dict) -> str:
 
 
 def machine() -> str:
-    return (f'{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, '
-            f'torch {torch.__version__}, onnxruntime {__import__("onnxruntime").__version__}')
+    """CPU model, logical CPUs and library versions, for the report."""
+    cpu = platform.processor() or platform.machine()
+    if osp.isfile('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
+        cpu = names[0] if names else cpu
+    import onnxruntime
+    return (f'{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, '
+            f'onnxruntime {onnxruntime.__version__}')
 
 
 def main(argv: Optional[List[str]] = None) -> dict:

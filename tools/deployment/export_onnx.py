@@ -6,7 +6,8 @@
         configs/saip/saip_vit-tiny-p16_1xb32-demo_vtest-256x128.py \\
         work_dirs/demo_vtest/saip_vit-tiny_vtest_backbone.pth --kind backbone --out vit.onnx
     # trained downstream models: the kind follows from the config (reid, pose, parsing)
-    python tools/deployment/export_onnx.py projects/reid/configs/reid_….py best.pth --out reid.onnx
+    python tools/deployment/export_onnx.py projects/reid/configs/reid_….py best.pth \\
+        --out reid.onnx
 
 Every export has a dynamic batch axis, opset >= 17, passes ``onnx.checker`` (full check) and is
 compared with PyTorch in onnxruntime (CPU) on real person crops (the demo's ReID query images,
@@ -43,7 +44,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--backbone-output', choices=('cls', 'featmap'), default='cls',
                         help='kind backbone: the cls embedding (default) or the patch-token map')
     parser.add_argument('--out', help='output .onnx (default: CHECKPOINT with _KIND.onnx)')
-    parser.add_argument('--opset', type=int, default=18, help='ONNX opset, >= 17 (default 18)')
+    parser.add_argument('--opset', type=int, default=18,
+                        help='ONNX opset (default 18, torch.export-based exporter); 17 uses the '
+                        'TorchScript exporter')
     parser.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
                         help="input size; default: the backbone's img_size")
     parser.add_argument('--src-grid', type=int, nargs=2, metavar=('h', 'w'),
