@@ -87,5 +87,6 @@ if __name__ == '__main__':
             'all': parse_requirements('requirements/optional.txt'),
             'tests': parse_requirements('requirements/tests.txt'),
             'mim': parse_requirements('requirements/mminstall.txt'),
+            'deploy': parse_requirements('requirements/deploy.txt'),
         },
         zip_safe=False)

@@ -191,6 +191,9 @@ step mim "openmim ${OPENMIM_VERSION} (numpy<2, pandas<3, setuptools>=77,<81)"
 step transformers "transformers<4.52 (the text_person project's optional Hugging Face text tower)"
 "${PIP[@]}" -q 'transformers>=4.40,<4.52' 'numpy<2' 'setuptools<81'
 
+step deploy "ONNX export and onnxruntime (optional extras, requirements/deploy.txt)"
+"${PIP[@]}" -q -r "$ROOT/requirements/deploy.txt" 'numpy<2' 'setuptools<81'
+
 # Develop mode (metadata in the checkout, an egg-link in site-packages), not pip's PEP 660
 # editable install: with the latter, `mim train saip_mm` looks for site-packages/saip_mm.
 step project "saip_mm from this checkout in develop mode (editable; mim train/test find it)"
