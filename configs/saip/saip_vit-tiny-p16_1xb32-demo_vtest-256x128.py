@@ -36,7 +36,8 @@ optim_wrapper = dict(
     type='OptimWrapper',
     constructor='SAIPOptimWrapperConstructor',
     # AMP is CUDA-only in MMEngine; 4x the recipe's per-256 lr because the run is so short.
-    optimizer=dict(type='AdamW', lr=2.5e-4 * 16 / 256 * 4, betas=(0.9, 0.95), weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=2.5e-4 * 16 / 256 * 4, betas=(0.9, 0.95), weight_decay=0.05,
+                   fused=True),
     paramwise_cfg={{_base_.paramwise_cfg}})
 max_iters = 40
 param_scheduler = [

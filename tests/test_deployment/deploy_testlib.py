@@ -83,7 +83,7 @@ def _saip_backbone_checkpoint(folder: Path) -> Path:
     full = folder / 'saip_pretrain_epoch_1.pth'
     torch.save(dict(state_dict=model.state_dict(), meta=dict(epoch=1)), full)
     out = folder / 'saip_backbone.pth'
-    converter.convert(str(full), str(out))
+    converter.convert(str(full), str(out), anchor=(64, 32))
     return out
 
 

@@ -19,7 +19,8 @@ step time and peak memory as ratios of that baseline:
 
 Both trees get the same inputs and the same rescale factors (``--rescale-factors``, default
 1.25 for both views, the case where every revision feeds the backbone the same sizes), so the
-work is the same; time nothing else on the machine meanwhile.
+work is the same; each tree trains with the optimiser of its own reference config (type,
+options, parameter groups). Time nothing else on the machine meanwhile.
 """
 import argparse
 import json
@@ -30,7 +31,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 
@@ -108,8 +109,38 @@ def _mae(arch: str):
     return model
 
 
-def _measure(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
+def _optim_wrapper(model, args: argparse.Namespace):
+    """The optimiser of the reference config of the ``saip_mm`` tree this process imports.
+
+    Each tree is measured with its own recipe (optimiser type and options, parameter groups,
+    constructor), with gradient accumulation off (one update per step); ``AmpOptimWrapper``
+    with ``--amp`` on CUDA, the plain ``OptimWrapper`` otherwise.
+    """
+    import saip_mm
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
+    tree = Path(saip_mm.__file__).resolve().parents[1]
+    cfg = Config.fromfile(
+        str(tree / 'configs/saip/saip_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py'))
+    wrapper = cfg.optim_wrapper.copy()
+    wrapper.pop('accumulative_counts', None)
+    if not (args.amp and args.device.startswith('cuda')):
+        wrapper['type'] = 'OptimWrapper'
+        wrapper.pop('loss_scale', None)
+    if DefaultScope.get_current_instance() is None:
+        DefaultScope.get_instance('benchmark_pretrain', scope_name='mmpretrain')
+    return build_optim_wrapper(model, wrapper)
+
+
+def _measure(name: str, args: argparse.Namespace, queue: mp.Queue, tree: str) -> None:
+    import sys
+    # First on the path: a develop-mode install would otherwise put its checkout before
+    # PYTHONPATH.
+    sys.path.insert(0, tree)
     import saip_mm  # noqa: F401  (registers SAIP)
+    if not saip_mm.__file__.startswith(tree):
+        raise SystemExit(f'{name}: imported saip_mm from {saip_mm.__file__}, not from {tree}')
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -120,22 +151,18 @@ def _measure(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
     else:
         model = _mae(args.arch)
     model = model.to(device).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    optim_wrapper = _optim_wrapper(model, args)
     if name.startswith('SAIP'):
         inputs = _saip_inputs(args.batch, device)
     else:
         inputs = torch.randn(args.batch, 3, 256, 128, device=device)
     amp_dtype = torch.bfloat16 if device == 'cpu' else torch.float16
-    scaler = torch.amp.GradScaler(device, enabled=args.amp and device != 'cpu')
 
     def step():
         with torch.autocast(device_type=device.split(':')[0], dtype=amp_dtype,
                             enabled=args.amp):
             losses = model(inputs, mode='loss')
-        scaler.scale(sum(losses.values())).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        optim_wrapper.update_params(sum(losses.values()))  # backward, step, zero_grad
         if name.startswith('SAIP'):
             model.update_teacher(momentum=0.996)
 
@@ -162,19 +189,12 @@ def _measure(name: str, args: argparse.Namespace, queue: mp.Queue) -> None:
                    trainable_params_m=params / 1e6, saip_mm=os.path.dirname(saip_mm.__file__)))
 
 
-def _run(name: str, args: argparse.Namespace, pythonpath: Optional[str] = None) -> dict:
-    """Measure one model in a fresh process (its own peak memory, its own ``saip_mm``)."""
+def _run(name: str, args: argparse.Namespace, tree: str) -> dict:
+    """Measure one model in a fresh process (its own peak memory, ``saip_mm`` from ``tree``)."""
     ctx = mp.get_context('spawn')
     queue = ctx.Queue()
-    old = os.environ.get('PYTHONPATH')
-    if pythonpath:  # the spawned interpreter imports saip_mm from this tree first
-        os.environ['PYTHONPATH'] = pythonpath + (os.pathsep + old if old else '')
-    try:
-        proc = ctx.Process(target=_measure, args=(name, args, queue))
-        proc.start()
-    finally:
-        if pythonpath:
-            os.environ.pop('PYTHONPATH') if old is None else os.environ.update(PYTHONPATH=old)
+    proc = ctx.Process(target=_measure, args=(name, args, queue, tree))
+    proc.start()
     proc.join()
     if proc.exitcode != 0:
         raise SystemExit(f'{name} benchmark process failed (exit code {proc.exitcode})')

@@ -70,12 +70,15 @@ def test_region_view_is_g1_resized_to_half_scale():
     # 2x2 averaging.
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, 256), torch.linspace(-1, 1, 128), indexing='ij')
     g1 = torch.stack([ys, xs, torch.sin(3 * ys) * torch.cos(2 * xs)])
-    out = TRANSFORMS.build(dict(type='RegionView'))(dict(g1=g1))
+    out = TRANSFORMS.build(dict(type='RegionView', interpolation='bicubic'))(dict(g1=g1))
     region = out['region']
     assert region.shape == (3, 128, 64)
     assert torch.equal(region, F.interpolate(g1[None], size=(128, 64), mode='bicubic',
                                              align_corners=False, antialias=True)[0])
     assert (region - F.avg_pool2d(g1[None], 2)[0]).abs().max() < 0.02
+    # The default is the reference's nearest-neighbour resize: every other pixel of g1.
+    nearest = RegionView()(dict(g1=g1))['region']
+    assert torch.equal(nearest, g1[:, ::2, ::2])
     # It resizes whatever views g1 holds: a constant view stays that constant.
     const = RegionView()(dict(g1=torch.full((3, 256, 128), 0.25)))['region']
     assert torch.allclose(const, torch.full((3, 128, 64), 0.25), atol=1e-5)

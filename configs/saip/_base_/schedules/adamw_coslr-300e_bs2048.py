@@ -16,7 +16,10 @@ optim_wrapper = dict(
     constructor='SAIPOptimWrapperConstructor',
     loss_scale='dynamic',
     accumulative_counts=accumulative_counts,
-    optimizer=dict(type='AdamW', lr=2.5e-4 * 2048 / 256, betas=(0.9, 0.95), weight_decay=0.05),
+    # fused: one kernel per parameter tensor (CPU and CUDA, AMP included), the same update as
+    # the default for-loop AdamW, several times faster on the ~70M parameters of SAIP's heads
+    optimizer=dict(type='AdamW', lr=2.5e-4 * 2048 / 256, betas=(0.9, 0.95), weight_decay=0.05,
+                   fused=True),
     paramwise_cfg=paramwise_cfg)
 
 param_scheduler = [
