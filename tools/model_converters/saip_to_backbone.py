@@ -2,7 +2,8 @@
 """Convert a SAIP pretraining checkpoint into a backbone checkpoint (tensors only).
 
 The output loads into a stock ``mmpretrain.VisionTransformer`` (and the mmpose / mmdet / mmseg
-configs built on it) with ``init_cfg=dict(type='Pretrained', checkpoint=OUT, prefix='backbone.')``.
+configs built on it) with ``init_cfg=dict(type='Pretrained', checkpoint=OUT, prefix='backbone.')``;
+a ``SAIPTinyViT`` checkpoint's output loads into a stock ``mmpretrain.TinyViT`` the same way.
 
     python tools/model_converters/saip_to_backbone.py work_dirs/x/epoch_300.pth saip_vit-tiny.pth
 """

@@ -1,3 +1,4 @@
+from .saip_tinyvit import SAIPTinyViT
 from .saip_vit import SAIPViT, last_block_relations
 
-__all__ = ['SAIPViT', 'last_block_relations']
+__all__ = ['SAIPViT', 'last_block_relations', 'SAIPTinyViT']
