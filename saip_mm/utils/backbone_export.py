@@ -7,6 +7,8 @@ import torch
 # Backbone parameters that exist only for pretraining; mmpretrain.VisionTransformer has none.
 PRETRAIN_ONLY_BACKBONE_KEYS = ('ln_inter.',)
 REQUIRED_BACKBONE_KEYS = ('patch_embed.projection.weight', 'pos_embed', 'cls_token')
+# The same check for SAIPTinyViT (mmpretrain.TinyViT names: conv stem, final norm).
+REQUIRED_TINYVIT_BACKBONE_KEYS = ('patch_embed.seq.0.conv2d.weight', 'norm3.weight')
 
 
 def extract_backbone(state_dict: Dict[str, torch.Tensor],
@@ -37,6 +39,8 @@ def extract_backbone(state_dict: Dict[str, torch.Tensor],
         else:
             backbone['backbone.' + name] = value.detach().cpu().clone()
     missing = [k for k in REQUIRED_BACKBONE_KEYS if 'backbone.' + k not in backbone]
+    if all('backbone.' + k in backbone for k in REQUIRED_TINYVIT_BACKBONE_KEYS):
+        missing = []
     if missing:
         sample = ', '.join(list(state_dict)[:5])
         raise ValueError(

@@ -21,8 +21,8 @@ class ProjectTestProbeHook(Hook):
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         backbone = model.backbone
-        torch.save(dict(state_dict=backbone.state_dict(),
-                        patch_resolution=tuple(backbone.patch_resolution)),
+        torch.save(dict(state_dict=backbone.state_dict(),  # TinyViT: no patch grid
+                        patch_resolution=tuple(getattr(backbone, 'patch_resolution', ()))),
                    osp.join(runner.work_dir, 'probe_backbone.pth'))
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:

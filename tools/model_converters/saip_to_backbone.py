@@ -6,7 +6,7 @@ configs built on it) with ``init_cfg=dict(type='Pretrained', checkpoint=OUT, pre
 It records the anchor grid of the position embeddings in ``meta['pos_embed_grid']`` (16×8 for
 the 256×128 anchor); with ``--img-size H W`` the position embeddings are resized in 2-D, once,
 to that input's grid, so a stock config of that input size loads the file with no resizing and
-no saip_mm code.
+no saip_mm code. A ``SAIPTinyViT`` checkpoint's output loads into a stock ``mmpretrain.TinyViT`` the same way.
 
     python tools/model_converters/saip_to_backbone.py work_dirs/x/epoch_300.pth saip_vit-tiny.pth
     python tools/model_converters/saip_to_backbone.py work_dirs/x/epoch_300.pth \

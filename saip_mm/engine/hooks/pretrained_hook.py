@@ -38,6 +38,9 @@ class SAIPPretrainedHook(Hook):
         src_grid (Sequence[int], optional): (h, w) patch grid of the checkpoint's position
             embeddings, used when its meta has no ``pos_embed_grid``; must agree with it
             otherwise. SAIP configs set (16, 8), the 256×128 anchor. Defaults to None.
+        keep_init (Sequence[str]): key prefixes of backbone tensors that are not pretrained by
+            design and keep their own initialisation (a multi-stage ``TinyViT``'s extra output
+            norms, e.g. ``('norm0.', 'norm1.', 'norm2.')``). Defaults to ().
     """
     priority = 'VERY_HIGH'
 
@@ -45,11 +48,13 @@ class SAIPPretrainedHook(Hook):
                  cfg_key: str = 'pretrained',
                  module: str = 'backbone',
                  prefix: str = 'backbone.',
-                 src_grid: Optional[Sequence[int]] = None) -> None:
+                 src_grid: Optional[Sequence[int]] = None,
+                 keep_init: Sequence[str] = ()) -> None:
         self.cfg_key = cfg_key
         self.module = module
         self.prefix = prefix
         self.src_grid = tuple(src_grid) if src_grid is not None else None
+        self.keep_init = tuple(keep_init)
         self.checkpoint: Optional[str] = None
         self.report: Optional[dict] = None  # filled once the weights are loaded
         self._own_loader = None  # a backbone that loads model.pretrained itself
@@ -100,7 +105,7 @@ class SAIPPretrainedHook(Hook):
                 own_init()
                 self.report = load_pretrained_backbone(
                     target, self.checkpoint, prefix=self.prefix, src_grid=self.src_grid,
-                    module_name=f'model.{self.module}')
+                    module_name=f'model.{self.module}', keep_init=self.keep_init)
 
             target.init_weights = init_then_load
 

@@ -183,6 +183,9 @@ class SAIP(BaseSelfSupervisor):
     def update_teacher(self, momentum: Optional[float] = None) -> float:
         """``teacher = m · teacher + (1 − m) · student`` over all teacher parameters.
 
+        Buffers are copied from the student (BatchNorm statistics; the CSM centre, unused in
+        the teacher).
+
         Args:
             momentum (float, optional): ``m``; by default the cosine schedule from
                 ``base_momentum`` to ``end_momentum`` at the message hub's ``iter`` out of
@@ -205,6 +208,11 @@ class SAIP(BaseSelfSupervisor):
             s_params += [p.detach() for p in student.parameters()]
         # One fused lerp over all tensors: t + (1 - m)(s - t) = m·t + (1 - m)·s.
         torch._foreach_lerp_(t_params, s_params, 1 - momentum)
+        # Buffers (BatchNorm running statistics of hierarchical backbones) are copied, as
+        # MMEngine's EMA does: the teacher never runs in train mode to update its own.
+        for name, student in self._teacher_pairs():
+            for t, s in zip(self.teacher[name].buffers(), student.buffers()):
+                t.copy_(s)
         return momentum
 
     def extract_feat(self, inputs: Tensor) -> Tensor:

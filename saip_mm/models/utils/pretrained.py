@@ -201,7 +201,8 @@ def load_pretrained_backbone(module: nn.Module,
                              prefix: str = 'backbone.',
                              src_grid: Optional[Sequence[int]] = None,
                              map_location: str = 'cpu',
-                             module_name: str = 'model.backbone') -> dict:
+                             module_name: str = 'model.backbone',
+                             keep_init: Sequence[str] = ()) -> dict:
     """Load a backbone checkpoint into a ViT, all keys or an error.
 
     Every parameter and persistent buffer of ``module`` must come from the checkpoint, with the
@@ -217,11 +218,16 @@ def load_pretrained_backbone(module: nn.Module,
             embeddings, when its ``meta['pos_embed_grid']`` does not say. Defaults to None.
         map_location (str): where to load tensors. Defaults to 'cpu'.
         module_name (str): names the module in messages. Defaults to 'model.backbone'.
+        keep_init (Sequence[str]): key prefixes of module tensors that no pretrained checkpoint
+            holds by design and that keep the module's own initialisation (e.g. the norms a
+            multi-stage ``TinyViT`` adds for its extra outputs: ``('norm0.', 'norm1.')``);
+            listed in the report and the log. Defaults to () (every tensor from the file).
 
     Returns:
         dict: ``checkpoint``; ``loaded`` (sorted parameter names); ``resized`` (per key: shapes,
         grids, mode, where the source grid came from); ``dropped`` (checkpoint entries the
-        module has no place for by design, e.g. the cls token of a ``with_cls_token=False`` ViT).
+        module has no place for by design, e.g. the cls token of a ``with_cls_token=False`` ViT);
+        ``kept_init`` (module tensors left as initialised, from ``keep_init``).
 
     Raises:
         FileNotFoundError: no such file.
@@ -230,10 +236,12 @@ def load_pretrained_backbone(module: nn.Module,
     state_dict, meta = _split_checkpoint(checkpoint, map_location)
     src = _select_prefixed(state_dict, prefix, checkpoint)
     dst = module.state_dict()
-    report = dict(checkpoint=checkpoint, loaded=[], resized={}, dropped=[])
+    report = dict(checkpoint=checkpoint, loaded=[], resized={}, dropped=[], kept_init=[])
     _check_architecture(src, dst, checkpoint, module_name)
     if 'pos_embed' in src and 'pos_embed' in dst:
         _fit_pos_embed(src, module, meta, src_grid, checkpoint, report)
+    report['kept_init'] = sorted(k for k in dst if k not in src and k.startswith(tuple(keep_init)))
+    src.update((k, dst[k]) for k in report['kept_init'])  # loads them onto themselves
 
     missing = sorted(set(dst) - set(src))
     unexpected = sorted(set(src) - set(dst))
@@ -252,14 +260,16 @@ def load_pretrained_backbone(module: nn.Module,
             + ' | '.join(problems))
 
     module.load_state_dict(src, strict=True)
-    report['loaded'] = sorted(src)
+    report['loaded'] = sorted(set(src) - set(report['kept_init']))
     resized = ''.join(
         f'; resized {k} {v["src_shape"]} -> {v["dst_shape"]} (grid {v["src_grid"]} -> '
         f'{v["dst_grid"]}, {v["mode"]}, source grid from {v["grid_from"]})'
         for k, v in report['resized'].items())
     dropped = f'; dropped by design: {", ".join(report["dropped"])}' if report['dropped'] else ''
-    print_log(f'loaded all {len(src)} tensors of {module_name} from {checkpoint}'
-              f'{resized}{dropped}', logger='current')
+    kept = (f'; kept their own init (not pretrained by design): {", ".join(report["kept_init"])}'
+            if report['kept_init'] else '')
+    print_log(f'loaded all {len(report["loaded"])} tensors of {module_name} from {checkpoint}'
+              f'{resized}{dropped}{kept}', logger='current')
     return report
 
 
