@@ -30,8 +30,9 @@ def tinyvit_checkpoint(tmp_path_factory) -> Path:
     from mmpretrain.registry import MODELS
     import saip_mm  # noqa: F401
     torch.manual_seed(0)
+    # an earlier in-process test may have left another library's default scope current
     model = MODELS.build(dict(
-        type='SAIP', backbone=dict(type='SAIPTinyViT', arch='5m'),
+        type='mmpretrain.SAIP', backbone=dict(type='SAIPTinyViT', arch='5m'),
         csm_head=dict(type='CSMHead', in_channels=320, hidden_channels=64,
                       bottleneck_channels=32, out_channels=256,
                       loss=dict(type='CSMLoss', attn_loss_weight=0.0)),

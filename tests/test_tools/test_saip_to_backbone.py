@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from mmengine.runner import load_checkpoint
+import saip_mm  # noqa: F401  (registers SAIP)
 from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 

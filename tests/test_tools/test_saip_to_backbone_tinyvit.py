@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from mmengine.runner import load_checkpoint
+import saip_mm  # noqa: F401  (registers SAIP)
 from mmpretrain.models import TinyViT
 from mmpretrain.registry import MODELS
 

@@ -15,7 +15,7 @@ no saip_mm code. A ``SAIPTinyViT`` checkpoint's output loads into a stock ``mmpr
 import argparse
 import os.path as osp
 import sys
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Optional, Sequence
 
 import saip_mm  # noqa: F401  (allow-lists MMEngine checkpoint contents for weights_only loads)
@@ -73,23 +73,33 @@ def convert(src: str, dst: str, source: str = 'teacher', force: bool = False,
     source_prefix = 'teacher.backbone.' if source == 'teacher' else 'backbone.'
     check_finite({source_prefix + k[len('backbone.'):]: v for k, v in backbone.items()}, src)
     names = {k[len('backbone.'):]: v for k, v in backbone.items()}
-    patch = int(names['patch_embed.projection.weight'].shape[-1])
-    grid = patch_grid(anchor, patch)
-    positions = names['pos_embed'].shape[1] - 1
-    if grid[0] * grid[1] != positions:
-        raise ValueError(
-            f'{src}: its pos_embed holds {positions} patch positions, not the {grid[0]}x{grid[1]} '
-            f'grid of --anchor {anchor[0]} {anchor[1]} (patch {patch}); pass the --anchor of the '
-            f'pretraining config (model.backbone.img_size)')
     meta = dict(source=source, converted_from=osp.basename(src), layout='saip-mm',
                 anchor=[int(v) for v in anchor])
-    out, resized = build_backbone_checkpoint(names, grid, img_size, meta)
+    if 'pos_embed' not in names:
+        # A hierarchical backbone (SAIPTinyViT): no absolute position embeddings, so there is
+        # no grid to record or resize; any input size loads.
+        if img_size is not None:
+            raise ValueError(f'{src}: --img-size resizes ViT position embeddings; this backbone '
+                             f'has none (it loads at any input size): drop --img-size')
+        out = dict(state_dict=OrderedDict(('backbone.' + k, v) for k, v in names.items()),
+                   meta=meta)
+        resized = None
+    else:
+        patch = int(names['patch_embed.projection.weight'].shape[-1])
+        grid = patch_grid(anchor, patch)
+        positions = names['pos_embed'].shape[1] - 1
+        if grid[0] * grid[1] != positions:
+            raise ValueError(
+                f'{src}: its pos_embed holds {positions} patch positions, not the '
+                f'{grid[0]}x{grid[1]} grid of --anchor {anchor[0]} {anchor[1]} (patch {patch}); '
+                f'pass the --anchor of the pretraining config (model.backbone.img_size)')
+        out, resized = build_backbone_checkpoint(names, grid, img_size, meta)
     save_atomic(out, dst)
     groups = Counter(k.split('.')[0] if not k.startswith('teacher.') else
                      '.'.join(k.split('.')[:2]) for k in dropped)
     return dict(kept=len(backbone), dropped=len(dropped), dropped_groups=dict(groups),
                 dropped_backbone=[k for k in dropped if 'ln_inter' in k],
-                grid=tuple(out['meta']['pos_embed_grid']), resized=resized)
+                grid=tuple(out['meta'].get('pos_embed_grid', ())), resized=resized)
 
 
 def main(argv=None) -> None:
@@ -107,8 +117,10 @@ def main(argv=None) -> None:
     if report['resized']:
         print(f'pos_embed resized in 2-D (bicubic) from grid {report["resized"]["src_grid"]} to '
               f'{report["grid"]}; meta pos_embed_grid={list(report["grid"])}')
-    else:
+    elif report['grid']:
         print(f'meta pos_embed_grid={list(report["grid"])}')
+    else:
+        print('no position embeddings (hierarchical backbone): loads at any input size')
 
 
 if __name__ == '__main__':
