@@ -14,6 +14,7 @@ from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from ..data_preprocessor import SAIP_VIEW_KEYS
 from ..utils import anchor_consistent_mask
 
 
@@ -206,13 +207,12 @@ class SAIP(BaseSelfSupervisor):
         for name, student in self._teacher_pairs():
             t_params += list(self.teacher[name].parameters())
             s_params += [p.detach() for p in student.parameters()]
-        # One fused lerp over all tensors: t + (1 - m)(s - t) = m·t + (1 - m)·s.
-        torch._foreach_lerp_(t_params, s_params, 1 - momentum)
-        # Buffers (BatchNorm running statistics of hierarchical backbones) are copied, as
-        # MMEngine's EMA does: the teacher never runs in train mode to update its own.
-        for name, student in self._teacher_pairs():
+            # Buffers (BatchNorm running statistics of hierarchical backbones) are copied, as
+            # MMEngine's EMA does: the teacher never runs in train mode to update its own.
             for t, s in zip(self.teacher[name].buffers(), student.buffers()):
                 t.copy_(s)
+        # One fused lerp over all tensors: t + (1 - m)(s - t) = m·t + (1 - m)·s.
+        torch._foreach_lerp_(t_params, s_params, 1 - momentum)
         return momentum
 
     def extract_feat(self, inputs: Tensor) -> Tensor:
@@ -249,10 +249,11 @@ class SAIP(BaseSelfSupervisor):
         """
         g1, g2 = inputs['g1'], inputs['g2']
         out: Dict[str, Tensor] = {}
+        g1_inter = self.backbone(g1, stop_at_inter=True)['inter']  # CSR anchor, CSS query
         if self.csr_head is not None:
             view, ids_keep, mask = self.mask_csr_view(g2)
             # The anchor cls comes from g1, never from g2 (the image being reconstructed).
-            anchor_cls = self.backbone(g1, stop_at_inter=True)['inter'][:, 0]
+            anchor_cls = g1_inter[:, 0]
             masked = self.backbone(view, ids_keep=ids_keep, stop_at_inter=True)
             grid = (view.shape[-2] // self.patch_size, view.shape[-1] // self.patch_size)
             out.update(csr_view=view, csr_mask=mask,
@@ -261,8 +262,8 @@ class SAIP(BaseSelfSupervisor):
         if self.css_head is not None:
             ref = self.teacher['backbone'](inputs['reference'], stop_at_inter=True)
             kv, feats = self.css_head.encode_reference(ref['inter'][:, 1:], ref['grid'])
-            for name, view in (('css_instance', g1), ('css_roi', inputs['locals'][:, -1])):
-                query = self.backbone(view, stop_at_inter=True)['inter']
+            roi_query = self.backbone(inputs['locals'][:, -1], stop_at_inter=True)['inter']
+            for name, query in (('css_instance', g1_inter), ('css_roi', roi_query)):
                 out[name] = self.css_head(query, kv, feats).sigmoid()
         return out
 
@@ -273,7 +274,7 @@ class SAIP(BaseSelfSupervisor):
         the model without the pipeline (or back): a mismatch would cut views wrongly and train
         silently on the wrong pairs.
         """
-        for key in ('g1', 'g2', 'locals', 'region', 'reference', 'instance_mask', 'roi_mask'):
+        for key in SAIP_VIEW_KEYS:
             if key not in inputs:
                 raise KeyError(f'SAIP: view `{key}` is missing from the batch (has '
                                f'{sorted(inputs)}); the pipeline must end with PackSAIPInputs')
