@@ -27,16 +27,18 @@ PA100K = (ROOT / 'projects' / 'attributes' / 'configs' /
 def tinyvit_checkpoint(tmp_path_factory) -> Path:
     """A SAIP TinyViT-5M pretraining checkpoint as the Runner writes it, converted by
     tools/model_converters/saip_to_backbone.py (every teacher tensor made informative)."""
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     import saip_mm  # noqa: F401
     torch.manual_seed(0)
     # an earlier in-process test may have left another library's default scope current
-    model = MODELS.build(dict(
-        type='mmpretrain.SAIP', backbone=dict(type='SAIPTinyViT', arch='5m'),
-        csm_head=dict(type='CSMHead', in_channels=320, hidden_channels=64,
-                      bottleneck_channels=32, out_channels=256,
-                      loss=dict(type='CSMLoss', attn_loss_weight=0.0)),
-        csr_head=None, css_head=None))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(dict(
+            type='mmpretrain.SAIP', backbone=dict(type='SAIPTinyViT', arch='5m'),
+            csm_head=dict(type='CSMHead', in_channels=320, hidden_channels=64,
+                          bottleneck_channels=32, out_channels=256,
+                          loss=dict(type='CSMLoss', attn_loss_weight=0.0)),
+            csr_head=None, css_head=None))
     model.init_weights()
     with torch.no_grad():
         for p in model.teacher['backbone'].parameters():
