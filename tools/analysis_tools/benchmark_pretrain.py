@@ -38,7 +38,9 @@ import torch
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='SAIP vs MAE training-step benchmark')
-    parser.add_argument('--arch', default='tiny', choices=['tiny', 'small'])
+    parser.add_argument('--arch', default='tiny', choices=['tiny', 'small', 'tinyvit-5m'],
+                        help='ViT-Tiny/-Small (SAIPViT) or TinyViT-5M (SAIPTinyViT, SAIP only: '
+                             'built from its reference config, CSR off, no MAE counterpart)')
     parser.add_argument('--batch', type=int, default=8, help='per-step batch')
     parser.add_argument('--steps', type=int, default=5, help='timed steps (after 2 warm-up)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -60,12 +62,30 @@ def _rss_bytes() -> int:
 
 def _saip(arch: str, factors=(1.25, )):
     from mmpretrain.registry import MODELS
+    if arch == 'tinyvit-5m':
+        return _saip_from_config(TINYVIT_CONFIG, factors)
     width = 192 if arch == 'tiny' else 384
     model = MODELS.build(dict(
         type='SAIP', backbone=dict(type='SAIPViT', arch=arch), rescale_factors=tuple(factors),
         csm_head=dict(type='CSMHead', in_channels=width),
         csr_head=dict(type='CSRHead', in_channels=width),
         css_head=dict(type='CSSHead', in_channels=width)))
+    model.init_weights()
+    return model
+
+
+TINYVIT_CONFIG = 'configs/saip/saip_tinyvit-5m_8xb256-amp-coslr-300e_lup1m-256x128.py'
+
+
+def _saip_from_config(config: str, factors):
+    """The SAIP model of a reference config of the imported tree, at the given rescale factors."""
+    import saip_mm
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+    tree = Path(saip_mm.__file__).resolve().parents[1]
+    cfg = Config.fromfile(str(tree / config))
+    cfg.model.rescale_factors = tuple(factors)
+    model = MODELS.build(cfg.model)
     model.init_weights()
     return model
 
@@ -203,6 +223,8 @@ def _run(name: str, args: argparse.Namespace, tree: str) -> dict:
 
 def main() -> None:
     args = parse_args()
+    if args.arch == 'tinyvit-5m' and 'MAE' in args.models:
+        raise SystemExit('--arch tinyvit-5m: mmpretrain has no MAE for TinyViT; pass --models SAIP')
     root = Path(__file__).resolve().parents[2]
     results = {}
     for name in args.models:
@@ -218,7 +240,7 @@ def main() -> None:
                 subprocess.run(['git', '-C', str(root), 'worktree', 'remove', '--force',
                                 str(tree)], check=False, capture_output=True)
     memory_kind = 'CUDA peak allocated' if args.device.startswith('cuda') else 'peak RSS growth'
-    print(f'device={args.device} arch=vit-{args.arch} batch={args.batch} input=256x128 '
+    print(f'device={args.device} arch={args.arch} batch={args.batch} input=256x128 '
           f'amp={args.amp} steps={args.steps}')
     print(f'{"model":<10} {"step (s)":>10} {"img/s":>8} {memory_kind + " (MiB)":>28} '
           f'{"trainable (M)":>14}')

@@ -338,14 +338,17 @@ class SAIP(BaseSelfSupervisor):
         # ---- teacher: no gradients, ever ----
         with torch.no_grad():
             if use_csm:
-                t_glob = self.teacher['backbone'](globals_, return_relations=use_attn)
+                t_glob = self.teacher['backbone'](globals_, return_relations=use_attn,
+                                                  cls_only=True)
                 t_csm = self.teacher['csm_head'](t_glob['last'][:, 0]).chunk(2)  # 2 × (B, K)
             if use_css:
                 t_ref = self.teacher['backbone'](inputs['reference'], stop_at_inter=True)
                 ref_tokens, ref_grid = t_ref['inter'][:, 1:], t_ref['grid']
 
         # ---- student ----
-        s_glob = self.backbone(globals_, return_relations=use_attn, stop_at_inter=not use_csm)
+        # cls_only: CSM reads the cls token of `last`; the last block skips the other rows.
+        s_glob = self.backbone(globals_, return_relations=use_attn, stop_at_inter=not use_csm,
+                               cls_only=True)
         # Random draws in a fixed order (last local, region, CSR mask) for reproducibility.
         last_local = region = None
         if use_csm or use_css:
@@ -357,12 +360,12 @@ class SAIP(BaseSelfSupervisor):
                                   self.patch_size, self.resize_mode)
             if region_view.shape == last_local_view.shape:
                 # Same size: one backbone pass for both views.
-                both = self.backbone(torch.cat([last_local_view, region_view]))
+                both = self.backbone(torch.cat([last_local_view, region_view]), cls_only=True)
                 last_local = {k: v[:B] if k in ('inter', 'last') else v for k, v in both.items()}
                 region = {k: v[B:] if k in ('inter', 'last') else v for k, v in both.items()}
             else:
-                last_local = self.backbone(last_local_view)
-                region = self.backbone(region_view)
+                last_local = self.backbone(last_local_view, cls_only=True)
+                region = self.backbone(region_view, cls_only=True)
         elif use_css:
             last_local = self.backbone(last_local_view, stop_at_inter=True)
 
@@ -373,7 +376,7 @@ class SAIP(BaseSelfSupervisor):
             n_small = self.n_local - 2
             if n_small > 0:
                 small = local_views[:, :n_small].transpose(0, 1).flatten(0, 1)  # (n*B, 3, h, w)
-                cls_tokens.append(self.backbone(small)['last'][:, 0])
+                cls_tokens.append(self.backbone(small, cls_only=True)['last'][:, 0])
             cls_tokens += [last_local['last'][:, 0], region['last'][:, 0]]
             s_csm = self.csm_head(torch.cat(cls_tokens))  # ((n_local + 2)·B, K), view-major
             losses.update(self.csm_head.loss(

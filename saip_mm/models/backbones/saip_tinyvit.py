@@ -169,7 +169,8 @@ class SAIPTinyViT(TinyViT):
                 x: Tensor,
                 ids_keep: Optional[Tensor] = None,
                 return_relations: bool = False,
-                stop_at_inter: bool = False) -> Dict[str, Any]:
+                stop_at_inter: bool = False,
+                cls_only: bool = False) -> Dict[str, Any]:
         """Run the backbone and return the named outputs SAIP uses.
 
         Args:
@@ -179,6 +180,8 @@ class SAIPTinyViT(TinyViT):
             return_relations (bool): not supported (windowed attention); must be False.
             stop_at_inter (bool): stop after stage ``inter_stage`` (CSS reference); the output
                 then holds ``grid`` and ``inter`` only.
+            cls_only (bool): accepted for :class:`SAIPViT` parity and ignored: the "cls" token
+                is the pool of every final token, so no token's computation can be skipped.
 
         Returns:
             dict: ``grid`` (h, w) of the ``inter`` tokens; ``inter`` (B, 1 + h*w, C_inter);

@@ -8,18 +8,23 @@ from mmpretrain.models.utils import build_norm_layer, resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from saip_mm.models.utils.partial_block import encoder_layer_rows
 
-def last_block_relations(layer: torch.nn.Module, x: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
+
+def last_block_relations(layer: torch.nn.Module, x: Tensor,
+                         cls_only: bool = False) -> Tuple[Tensor, Dict[str, Tensor]]:
     """Run one mmpretrain ``TransformerEncoderLayer`` with explicit attention maps.
 
     Args:
         layer (TransformerEncoderLayer): the block to run.
         x (Tensor): tokens, shape (B, N, C).
+        cls_only (bool): compute the block's output for the cls token only (the maps still
+            cover every token). Defaults to False.
 
     Returns:
-        tuple: the block's output (B, N, C) and ``dict(qk=..., vv=...)``: per head
-        ``softmax(q·kᵀ·s)`` and ``softmax(v·vᵀ·s)`` with ``s = head_dim ** -0.5``,
-        each (B, heads, N, N), rows summing to 1.
+        tuple: the block's output (B, N, C), or (B, 1, C) with ``cls_only``, and
+        ``dict(qk=..., vv=...)``: per head ``softmax(q·kᵀ·s)`` and ``softmax(v·vᵀ·s)`` with
+        ``s = head_dim ** -0.5``, each (B, heads, N, N), rows summing to 1.
     """
     attn = layer.attn
     B, N, _ = x.shape
@@ -29,7 +34,11 @@ def last_block_relations(layer: torch.nn.Module, x: Tensor) -> Tuple[Tensor, Dic
     # Softmax in float32: the maps feed a KL term, which is fragile under fp16.
     rel_qk = (q.float() @ k.float().transpose(-2, -1) * scale).softmax(dim=-1)
     rel_vv = (v.float() @ v.float().transpose(-2, -1) * scale).softmax(dim=-1)
-    out = (rel_qk.to(v.dtype) @ v).transpose(1, 2).reshape(B, N, attn.embed_dims)
+    if cls_only:
+        x, rel_rows = x[:, :1], rel_qk[:, :, :1]
+    else:
+        rel_rows = rel_qk
+    out = (rel_rows.to(v.dtype) @ v).transpose(1, 2).reshape(B, x.shape[1], attn.embed_dims)
     out = attn.out_drop(attn.gamma1(attn.proj_drop(attn.proj(out))))
     x = x + out
     x = layer.ffn(layer.ln2(x), identity=x)
@@ -136,7 +145,8 @@ class SAIPViT(VisionTransformer):
                 x: Tensor,
                 ids_keep: Optional[Tensor] = None,
                 return_relations: bool = False,
-                stop_at_inter: bool = False) -> Dict[str, Any]:
+                stop_at_inter: bool = False,
+                cls_only: bool = False) -> Dict[str, Any]:
         """Run the backbone and return the named outputs SAIP uses.
 
         Args:
@@ -145,6 +155,9 @@ class SAIPViT(VisionTransformer):
             return_relations (bool): also return the last block's attention relations.
             stop_at_inter (bool): stop after block ``inter_index + 1`` (masked CSR branch,
                 CSS reference); the output then holds ``inter`` only.
+            cls_only (bool): the last block computes the cls token's output only (every token
+                is still a key and a value), so ``last`` is (B, 1, C): what the CSM head reads,
+                at a quarter of the last block's cost. Defaults to False.
 
         Returns:
             dict: ``grid`` (h, w); ``inter`` (B, 1 + n, C) tokens after block 7 and ``ln_inter``; unless stopped
@@ -156,7 +169,9 @@ class SAIPViT(VisionTransformer):
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             if i == last and return_relations:
-                x, outs['relations'] = last_block_relations(layer, x)
+                x, outs['relations'] = last_block_relations(layer, x, cls_only)
+            elif i == last and cls_only:
+                x = encoder_layer_rows(layer, x, 1)
             else:
                 x = layer(x)  # fused attention (F.scaled_dot_product_attention)
             if i == self.inter_index:

@@ -10,6 +10,8 @@ from mmpretrain.models.utils import build_norm_layer, resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from saip_mm.models.utils.partial_block import encoder_layer_rows, take_rows
+
 
 def patchify(images: Tensor, patch_size: int) -> Tensor:
     """(B, 3, H, W) images → (B, h*w, patch_size**2 * 3) patches in grid order."""
@@ -86,8 +88,8 @@ class CSRHead(BaseModule):
             nn.init.zeros_(m.bias)
 
     def forward(self, masked_tokens: Tensor, anchor_cls: Tensor, ids_keep: Tensor,
-                grid: Tuple[int, int]) -> Tensor:
-        """Predict every patch of the masked view.
+                grid: Tuple[int, int], ids_pred: Optional[Tensor] = None) -> Tensor:
+        """Predict the patches of the masked view: all of them, or those in ``ids_pred``.
 
         Args:
             masked_tokens (Tensor): ``inter`` tokens of the masked view, cls first,
@@ -95,9 +97,14 @@ class CSRHead(BaseModule):
             anchor_cls (Tensor): ``inter`` cls token of the anchor-scale view, (B, C).
             ids_keep (Tensor): grid indices of the visible tokens, (B, n_keep).
             grid (tuple): the masked view's patch grid (h, w).
+            ids_pred (Tensor, optional): grid indices of the patches to predict, (B, M); the
+                last decoder block then computes those rows only (every token still attends
+                as key and value), which gives the same predictions for them. Defaults to None
+                (every patch).
 
         Returns:
-            Tensor: predicted pixels per patch, (B, h*w, patch_size**2 * 3).
+            Tensor: predicted pixels per patch, (B, h*w, patch_size**2 * 3), or (B, M, ...)
+            in the order of ``ids_pred``.
         """
         B = masked_tokens.shape[0]
         L = grid[0] * grid[1]
@@ -111,9 +118,15 @@ class CSRHead(BaseModule):
                                num_extra_tokens=1)
         x = torch.cat([cls_masked + pos[:, :1], cls_anchor + self.anchor_cls_pos_embed,
                        patches + pos[:, 1:]], dim=1)  # (B, 2 + L, D)
-        for block in self.blocks:
+        if ids_pred is None or not len(self.blocks):
+            for block in self.blocks:
+                x = block(x)
+            x = self.pred(self.norm(x))[:, 2:]  # drop the two cls outputs
+            return x if ids_pred is None else take_rows(x, ids_pred)
+        for block in self.blocks[:-1]:
             x = block(x)
-        return self.pred(self.norm(x))[:, 2:]  # drop the two cls outputs
+        x = encoder_layer_rows(self.blocks[-1], x, ids_pred + 2)  # rows after the two cls
+        return self.pred(self.norm(x))
 
     def construct_target(self, images: Tensor) -> Tensor:
         """Patchify the masked view's images; normalise each patch when ``norm_pix``.
@@ -137,5 +150,15 @@ class CSRHead(BaseModule):
             images (Tensor): the masked view itself, (B, 3, H, W).
         """
         grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
-        pred = self(masked_tokens, anchor_cls, ids_keep, grid)
-        return dict(loss_csr=self.loss_module(pred, self.construct_target(images), mask))
+        # Only removed patches enter the loss: decode those (the same count in every sample,
+        # L - n_keep), and score them against the same patches of the target.
+        B, L = mask.shape
+        removed = mask.bool()
+        n_removed = L - ids_keep.shape[1]
+        if not bool((removed.sum(dim=1) == n_removed).all()):
+            raise ValueError(f'CSRHead.loss: every sample must remove L - n_keep = {n_removed} '
+                             f'patches, got {removed.sum(dim=1).tolist()}')
+        ids_pred = removed.nonzero()[:, 1].reshape(B, n_removed)  # ascending grid order
+        pred = self(masked_tokens, anchor_cls, ids_keep, grid, ids_pred=ids_pred)
+        target = take_rows(self.construct_target(images), ids_pred)
+        return dict(loss_csr=self.loss_module(pred, target, torch.ones_like(ids_pred)))

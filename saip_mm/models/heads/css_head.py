@@ -10,6 +10,8 @@ from mmpretrain.models.backbones.vision_transformer import TransformerEncoderLay
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from saip_mm.models.utils.partial_block import encoder_layer_rows
+
 
 class CrossAttentionBlock(BaseModule):
     """Pre-norm cross-attention of query tokens on key/value tokens, then a pre-norm MLP.
@@ -105,9 +107,11 @@ class CSSHead(BaseModule):
             Tensor: logits (B, h, w).
         """
         q = self.query_embed(query_tokens)
-        for block in self.query_blocks:
+        for block in self.query_blocks[:-1]:
             q = block(q)
-        q = self.cross_block(q[:, :1], ref_kv)  # keep the cls token only: (B, 1, D)
+        # Only the cls output goes on: the last block computes that row alone, (B, 1, D).
+        q = encoder_layer_rows(self.query_blocks[-1], q, 1) if len(self.query_blocks) else q[:, :1]
+        q = self.cross_block(q, ref_kv)
         kernel = self.kernel_proj(self.kernel_norm(q))  # (B, 1, D)
         return torch.einsum('bqd,bdhw->bqhw', kernel, mask_feats.to(kernel.dtype))[:, 0]
 

@@ -115,8 +115,9 @@ def test_every_head_gets_the_named_views(monkeypatch, factors):
 # ---- a straightforward reference of the same step, for the lean implementation ----
 
 def reference_losses(model, inputs, local_factor, region_factor):
-    """The method's step written plainly: one backbone pass and one head call per view,
-    F.normalize on the prototypes, a cross-entropy per (teacher, student) pair."""
+    """The method's step written plainly: one full backbone pass and one head call per view,
+    F.normalize on the prototypes, a cross-entropy per (teacher, student) pair, every token
+    through every block (no row skipping in the last blocks)."""
     g1, g2 = inputs['g1'], inputs['g2']
     B = g1.shape[0]
     head, loss_mod = model.csm_head, model.csm_head.loss_module
@@ -146,13 +147,24 @@ def reference_losses(model, inputs, local_factor, region_factor):
                 pairs += 1
     out = dict(loss_csm=total / pairs)
     out['loss_csm_attn'] = loss_mod.attention_loss(s_glob['relations'], t_glob['relations'])
+    # CSR: decode every patch, score the removed ones through the mask.
+    csr = model.csr_head
     masked_view, ids_keep, mask = model.mask_csr_view(g2)
     masked = model.backbone(masked_view, ids_keep=ids_keep, stop_at_inter=True)
-    out.update(model.csr_head.loss(masked['inter'], s_glob['inter'][:B, 0], ids_keep, mask,
-                                   masked_view))
-    out.update(model.css_head.loss(s_glob['inter'][:B], last_local['inter'],
-                                   t_ref['inter'][:, 1:], t_ref['grid'],
-                                   inputs['instance_mask'], inputs['roi_mask']))
+    pred = csr(masked['inter'], s_glob['inter'][:B, 0], ids_keep, masked['grid'])
+    out['loss_csr'] = csr.loss_module(pred, csr.construct_target(masked_view), mask)
+    # CSS: every query block on every token, then the cls row.
+    css = model.css_head
+    ref_kv, mask_feats = css.encode_reference(t_ref['inter'][:, 1:], t_ref['grid'])
+    for name, query, target in (('loss_css_inst', s_glob['inter'][:B], inputs['instance_mask']),
+                                ('loss_css_roi', last_local['inter'], inputs['roi_mask'])):
+        q = css.query_embed(query)
+        for block in css.query_blocks:
+            q = block(q)
+        kernel = css.kernel_proj(css.kernel_norm(css.cross_block(q[:, :1], ref_kv)))
+        logits = torch.einsum('bqd,bdhw->bqhw', kernel, mask_feats)[:, 0]
+        target = F.interpolate(target[:, None].float(), size=t_ref['grid'], mode='nearest')
+        out[name] = css.loss_module(logits, target[:, 0])
     return out
 
 
