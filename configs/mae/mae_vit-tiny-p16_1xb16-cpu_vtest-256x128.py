@@ -50,7 +50,8 @@ train_dataloader = dict(
 
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2.5e-4 * 16 / 256 * 4, betas=(0.9, 0.95), weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=2.5e-4 * 16 / 256 * 4, betas=(0.9, 0.95), weight_decay=0.05,
+                   fused=True),
     paramwise_cfg=dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,

@@ -58,7 +58,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # reid_frozen_eval, next to this file
+# reid_frozen_eval (next to this file) and the backbone converter, imported as modules
+sys.path.insert(0, str(ROOT / 'tools' / 'model_converters'))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 METRICS = ('mAP', 'rank-1', 'rank-5', 'rank-10')
 HEADS = ('csm_head', 'csr_head', 'css_head')
@@ -305,6 +307,7 @@ def run_one(method: str, seed: int, settings: dict, run_dir: Path, cfg_options: 
             keep_checkpoints: bool = False) -> dict:
     """Pretrain (subprocess), export and evaluate one method under one seed; return its result."""
     from reid_frozen_eval import evaluate_backbones
+    from saip_to_backbone import convert
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / 'run.log'
     backbone = None
@@ -330,8 +333,10 @@ def run_one(method: str, seed: int, settings: dict, run_dir: Path, cfg_options: 
         backbone = run_dir / 'backbone.pth'
         # MAE has no teacher: its backbone is the (only) encoder, keyed backbone.*
         source = 'student' if method == 'mae' else 'teacher'
-        _run_logged([sys.executable, str(ROOT / 'tools/model_converters/saip_to_backbone.py'),
-                     ckpt, str(backbone), '--source', source, '--force'], log_path)
+        export = convert(ckpt, str(backbone), source=source, force=True)
+        with open(log_path, 'a', encoding='utf-8') as log:
+            log.write(f'exported {export["kept"]} backbone tensors ({source}) of {ckpt} to '
+                      f'{backbone}; dropped {export["dropped"]}\n')
         if not keep_checkpoints:
             for path in train_dir.glob('iter_*.pth'):  # written by this run, exported above
                 path.unlink()
