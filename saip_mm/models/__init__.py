@@ -17,3 +17,6 @@ from .text_encoders import HFTextEncoder, TransformerTextEncoder, WordTokenizer 
 
 __all__ += ['SDMLoss', 'TextPersonRetriever', 'HFTextEncoder', 'TransformerTextEncoder',
             'WordTokenizer']
+from .baselines import RectMAEPretrainDecoder, RectMAEPretrainHead, RectMAEViT  # noqa: E402
+
+__all__ += ['RectMAEViT', 'RectMAEPretrainDecoder', 'RectMAEPretrainHead']

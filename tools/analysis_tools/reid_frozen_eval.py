@@ -60,9 +60,11 @@ def load_images(paths: List[str], size) -> torch.Tensor:
     return torch.stack(out)
 
 
-def build_backbone(arch: str, img_size, checkpoint: Optional[str], src_grid) -> torch.nn.Module:
+def build_backbone(arch: str, img_size, checkpoint: Optional[str], src_grid,
+                   seed: int = 0) -> torch.nn.Module:
+    """A stock ViT (default init under ``seed``), loaded from ``checkpoint`` when given."""
     from mmpretrain.models import VisionTransformer
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     vit = VisionTransformer(arch=arch, img_size=tuple(img_size), patch_size=16,
                             out_type='cls_token', norm_cfg=dict(type='LN', eps=1e-6))
     vit.init_weights()
@@ -79,11 +81,46 @@ def embed(vit: torch.nn.Module, paths: List[str], size, batch_size: int) -> torc
     return torch.cat(feats)
 
 
-def evaluate(args: argparse.Namespace) -> Dict[str, Dict[str, float]]:
-    query = Market1501Dataset(data_root=args.data_root, split='query')
-    gallery = Market1501Dataset(data_root=args.data_root, split='gallery')
+def evaluate_backbones(data_root: str, backbones: Dict[str, Optional[str]], seed: int = 0,
+                       arch: str = 'deit-tiny', img_size=(256, 128), src_grid=(16, 8),
+                       batch_size: int = 32) -> dict:
+    """Cosine-kNN ReID of each backbone's frozen cls features on a Market-1501-layout split.
+
+    Args:
+        data_root (str): folder with ``query/`` and ``bounding_box_test/``.
+        backbones (dict): row name -> backbone checkpoint (``saip_to_backbone.py`` output), or
+            None for the same architecture with random weights (default init under ``seed``).
+        seed (int): torch seed of the default init (the random rows). Defaults to 0.
+        arch (str): ``VisionTransformer`` arch. Defaults to 'deit-tiny'.
+        img_size (Sequence[int]): input (H, W). Defaults to (256, 128).
+        src_grid (Sequence[int]): patch grid of the checkpoints' position embeddings.
+            Defaults to (16, 8).
+        batch_size (int): images per forward. Defaults to 32.
+
+    Returns:
+        dict: ``data_root``, ``num_query``, ``num_gallery``, ``num_identities`` and
+        ``results`` (row name -> mAP, rank-1/5/10 in percent, and the checkpoint).
+    """
+    query = Market1501Dataset(data_root=data_root, split='query')
+    gallery = Market1501Dataset(data_root=data_root, split='gallery')
     q = [query.get_data_info(i) for i in range(len(query))]
     g = [gallery.get_data_info(i) for i in range(len(gallery))]
+    results = {}
+    for name, ckpt in backbones.items():
+        vit = build_backbone(arch, img_size, ckpt, src_grid, seed=seed)
+        qf = embed(vit, [x['img_path'] for x in q], img_size, batch_size)
+        gf = embed(vit, [x['img_path'] for x in g], img_size, batch_size)
+        results[name] = reid_metrics(qf, [x['pid'] for x in q], [x['camid'] for x in q], gf,
+                                     [x['pid'] for x in g], [x['camid'] for x in g],
+                                     dist='cosine')
+        results[name]['checkpoint'] = ckpt
+    return dict(data_root=data_root, num_query=len(q), num_gallery=len(g),
+                num_identities=len({x['pid'] for x in q}), results=results)
+
+
+def evaluate(args: argparse.Namespace) -> Dict[str, Dict[str, float]]:
+    """The command line's rows (``--checkpoint``, ``--random-baseline``) through
+    :func:`evaluate_backbones`."""
     rows = [(spec.split('=', 1) if '=' in spec else (osp.basename(spec), spec))
             for spec in args.checkpoint]
     if args.random_baseline:
@@ -91,17 +128,9 @@ def evaluate(args: argparse.Namespace) -> Dict[str, Dict[str, float]]:
     if not rows:
         raise SystemExit('nothing to evaluate: give --checkpoint NAME=PATH and/or '
                          '--random-baseline')
-    results = {}
-    for name, ckpt in rows:
-        vit = build_backbone(args.arch, args.img_size, ckpt, args.src_grid)
-        qf = embed(vit, [x['img_path'] for x in q], args.img_size, args.batch_size)
-        gf = embed(vit, [x['img_path'] for x in g], args.img_size, args.batch_size)
-        results[name] = reid_metrics(qf, [x['pid'] for x in q], [x['camid'] for x in q], gf,
-                                     [x['pid'] for x in g], [x['camid'] for x in g],
-                                     dist='cosine')
-        results[name]['checkpoint'] = ckpt
-    return dict(data_root=args.data_root, num_query=len(q), num_gallery=len(g),
-                num_identities=len({x['pid'] for x in q}), results=results)
+    return evaluate_backbones(args.data_root, dict(rows), seed=0, arch=args.arch,
+                              img_size=args.img_size, src_grid=args.src_grid,
+                              batch_size=args.batch_size)
 
 
 def to_markdown(report: dict) -> str:

@@ -32,7 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('src', help='SAIP pretraining checkpoint (written by tools/train.py)')
     parser.add_argument('dst', help='output backbone checkpoint')
     parser.add_argument('--source', choices=['teacher', 'student'], default='teacher',
-                        help='which backbone to export (default: the EMA teacher, as in the method)')
+                        help='which backbone to export (default: the EMA teacher, as in the method; '
+                             "'student' for a checkpoint without a teacher, e.g. MAE's)")
     parser.add_argument('--anchor', type=int, nargs=2, metavar=('H', 'W'), default=list(ANCHOR),
                         help='anchor input size of the pretraining config (model.backbone.img_size; '
                              'default 256 128): its patch grid is what the position embeddings hold')

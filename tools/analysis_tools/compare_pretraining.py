@@ -1,0 +1,440 @@
+#!/usr/bin/env python
+"""Equal-budget comparison of pretraining methods: SAIP, its ablations, MAE and random init.
+
+For each method and seed, the tool pretrains a ViT-Tiny/16 (256×128) with ``tools/train.py``
+in a subprocess (its own log and config in ``<work_dir>/<method>/seed<S>/``), with the same
+iterations, batch, optimiser (AdamW, the SAIP demo values) and schedule shape for every
+method; exports the backbone (``tools/model_converters/saip_to_backbone.py``: the EMA
+teacher for SAIP, the encoder for MAE); and evaluates its frozen features on a
+Market-1501-layout split (cosine kNN, mAP and rank-1/5/10, ``reid_frozen_eval.py``). It
+records the training process's wall time and the images seen (iterations × batch), then writes
+``compare.md`` (mean ± sample std over seeds), ``compare.json`` (every run, the aggregates, the
+command, the preset and the machine) and ``compare.png`` (bars with error bars) into the work
+dir.
+
+Methods (``--methods``; default all): ``saip`` (all objectives), ``mae`` (mmpretrain's MAE,
+``configs/mae/``), ``random`` (no training: the same ViT with its default init under the
+seed), and the six ablations ``saip-csm`` (CSM only: the DINO-like baseline),
+``saip-csr``, ``saip-css``, ``saip-csm-csr``, ``saip-csm-css``, ``saip-csr-css``. The ablation
+configs in ``configs/saip/`` are built on the 8-GPU LUP1M recipe; the tool reads which heads
+each of them switches off (``model.csm_head/csr_head/css_head`` = None) and applies exactly
+that to the preset's base config, so the objective is the only difference between methods.
+
+Presets:
+
+- ``cpu`` (``make compare``): the demo video's data as ``make demo`` builds it
+  (``data/vtest``: a few hundred person crops from one pedestrian video, its frames as
+  backgrounds, its held-out time window as the ReID split), batch 16, ``n_local`` 4, seeds
+  0 and 1, 20 iterations (``--iters`` overrides). **A small-data proxy**: one video, one
+  camera scene, tens of iterations; it says what each method gives at this budget on this
+  data, not what the methods give on LUPerson at 300 epochs (the paper's comparison).
+- ``gpu``: documented defaults for a larger budget (batch 256, ``n_local`` 8, seeds 0 1 2,
+  5000 iterations, lr 1e-3, 8 loader workers); give your own LUP1M-layout paths with
+  ``--data-root``, ``--background`` and ``--eval-root``. Not run by the tests nor in this
+  repository.
+
+    python tools/analysis_tools/compare_pretraining.py --preset cpu
+    python tools/analysis_tools/compare_pretraining.py --preset cpu --methods saip mae random \\
+        --seeds 0 1 2 --iters 40 --work-dir work_dirs/compare_cpu
+    python tools/analysis_tools/compare_pretraining.py --preset gpu --data-root /data/lup1m \\
+        --background /data/lup1m --eval-root /data/market1501 --work-dir work_dirs/compare_gpu
+
+Re-running with the same work dir skips every run whose ``result.json`` exists (an
+interrupted comparison continues where it stopped). The tool refuses a non-empty work dir it
+did not create unless ``--resume`` is given, and deletes nothing but the training checkpoints
+it wrote itself once their backbone is exported (``--keep-checkpoints`` keeps them).
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parents[2]
+# reid_frozen_eval (next to this file) and the backbone converter, imported as modules
+sys.path.insert(0, str(ROOT / 'tools' / 'model_converters'))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+METRICS = ('mAP', 'rank-1', 'rank-5', 'rank-10')
+HEADS = ('csm_head', 'csr_head', 'css_head')
+MARKER = '.compare_pretraining.json'  # written into a work dir this tool created
+
+SAIP_DEMO = 'configs/saip/saip_vit-tiny-p16_1xb32-demo_vtest-256x128.py'
+MAE_CPU = 'configs/mae/mae_vit-tiny-p16_1xb16-cpu_vtest-256x128.py'
+ABLATION = 'configs/saip/saip-{}_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py'
+ABLATIONS = ('saip-csm', 'saip-csr', 'saip-css', 'saip-csm-csr', 'saip-csm-css', 'saip-csr-css')
+METHODS = ('saip', 'mae', 'random') + ABLATIONS
+
+PRESETS = {
+    'cpu': dict(data_root='data/vtest', background='data/vtest/frames.txt',
+                eval_root='data/vtest/reid', work_dir='work_dirs/compare_cpu', batch=16,
+                n_local=4, seeds=[0, 1], iters=20, lr=2.5e-4, num_workers=2),
+    'gpu': dict(data_root=None, background=None, eval_root=None,
+                work_dir='work_dirs/compare_gpu', batch=256, n_local=8, seeds=[0, 1, 2],
+                iters=5000, lr=1e-3, num_workers=8),
+}
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--preset', choices=sorted(PRESETS), default='cpu',
+                        help='budget and data defaults (default: cpu)')
+    parser.add_argument('--data-root', help='person images: a folder (its persons.txt is used '
+                        'when present, else every image under it) or a list file')
+    parser.add_argument('--background', help='background images of the CSS references: a '
+                        'folder or a list file (default: the person images)')
+    parser.add_argument('--eval-root', help='Market-1501-layout split (query/, '
+                        'bounding_box_test/) for the frozen-feature evaluation')
+    parser.add_argument('--work-dir', help='where runs and the table go')
+    parser.add_argument('--methods', nargs='+', choices=METHODS, help='default: all')
+    parser.add_argument('--seeds', type=int, nargs='+')
+    parser.add_argument('--iters', type=int, help='training iterations of every method')
+    parser.add_argument('--batch', type=int, help='per-iteration batch of every method')
+    parser.add_argument('--resume', action='store_true',
+                        help='accept an existing non-empty work dir this tool did not create')
+    parser.add_argument('--keep-checkpoints', action='store_true',
+                        help='keep the training checkpoints after export (about 1 GB per SAIP '
+                        'run)')
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='passed to every tools/train.py run (after the tool\'s own)')
+    args = parser.parse_args(argv)
+    preset = dict(PRESETS[args.preset])
+    for key in ('data_root', 'background', 'eval_root', 'work_dir', 'seeds', 'iters', 'batch'):
+        if getattr(args, key) is not None:
+            preset[key] = getattr(args, key)
+    for key in ('data_root', 'eval_root'):
+        if not preset[key]:
+            parser.error(f'--{key.replace("_", "-")} is required with --preset {args.preset}')
+    if preset['iters'] < 2:
+        parser.error('--iters must be at least 2 (one warm-up iteration, then the cosine)')
+    if preset['batch'] < 1:
+        parser.error('--batch must be at least 1')
+    args.settings = preset
+    args.methods = list(dict.fromkeys(args.methods or METHODS))
+    return args
+
+
+# ------------------------------------------------------------------ aggregation and reports
+def mean_std(values: Sequence[float]) -> Dict[str, Optional[float]]:
+    """Mean and sample standard deviation (ddof=1; None with a single value)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError('mean_std: no values')
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean)**2 for v in values) / (n - 1)) if n > 1 else None
+    return dict(mean=mean, std=std, n=n)
+
+
+def format_mean_std(stat: Dict[str, Optional[float]]) -> str:
+    """``'32.0 ± 2.83'``; ``'32.0 ± n/a'`` with one seed."""
+    std = 'n/a' if stat['std'] is None else f'{stat["std"]:.2f}'
+    return f'{stat["mean"]:.1f} ± {std}'
+
+
+def aggregate(runs: List[dict]) -> Dict[str, dict]:
+    """Per-method aggregates of per-seed run results, in the order methods first appear.
+
+    Args:
+        runs (list[dict]): each with ``method``, ``seed``, ``iters``, ``batch``,
+            ``images_seen``, ``wall_s`` and ``metrics`` (mAP, rank-k in percent).
+
+    Returns:
+        dict: method -> ``seeds``, ``iters``, ``batch``, ``images_seen``, ``wall_s``
+        (mean_std) and one mean_std per metric.
+    """
+    out: Dict[str, dict] = {}
+    for method in dict.fromkeys(r['method'] for r in runs):
+        rows = [r for r in runs if r['method'] == method]
+        out[method] = dict(
+            seeds=[r['seed'] for r in rows], iters=rows[0]['iters'], batch=rows[0]['batch'],
+            images_seen=rows[0]['images_seen'],
+            wall_s=mean_std([r['wall_s'] for r in rows]),
+            **{m: mean_std([r['metrics'][m] for r in rows]) for m in METRICS})
+    return out
+
+
+def to_markdown(aggregates: Dict[str, dict], note: str = '') -> str:
+    """The comparison table: one row per method, metrics as mean ± std over seeds."""
+    lines = ([note, ''] if note else []) + [
+        '| method | iterations | batch | images seen | mean wall s | seeds | mAP | rank-1 | '
+        'rank-5 | rank-10 |',
+        '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    for method, a in aggregates.items():
+        lines.append(
+            f'| {method} | {a["iters"]} | {a["batch"]} | {a["images_seen"]} | '
+            f'{a["wall_s"]["mean"]:.1f} | {len(a["seeds"])} | ' +
+            ' | '.join(format_mean_std(a[m]) for m in METRICS) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def plot(aggregates: Dict[str, dict], path: str, title: str = '') -> None:
+    """Grouped bars (one group per metric, one bar per method) with ±std error bars."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    methods = list(aggregates)
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(METRICS) * len(methods) * 0.35 + 3), 4))
+    for i, method in enumerate(methods):
+        a = aggregates[method]
+        xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(METRICS))]
+        ax.bar(xs, [a[m]['mean'] for m in METRICS], width,
+               yerr=[a[m]['std'] or 0.0 for m in METRICS], capsize=3, label=method)
+    ax.set_xticks(range(len(METRICS)), METRICS)
+    ax.set_ylabel('frozen-feature ReID (%)')
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(axis='y', alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ per-method configs
+def ablation_heads(method: str, root: Path = ROOT) -> Dict[str, bool]:
+    """Which heads an ablation keeps, read from its config in ``configs/saip/``.
+
+    Args:
+        method (str): e.g. ``'saip-csr'``.
+        root (Path): repository root. Defaults to this checkout.
+
+    Returns:
+        dict: head name (``csm_head`` …) -> True when the ablation keeps it.
+    """
+    from mmengine.config import Config
+    path = root / ABLATION.format(method[len('saip-'):])
+    if not path.is_file():
+        raise FileNotFoundError(f'ablation config of {method!r} not found: {path}')
+    model = Config.fromfile(str(path)).model
+    return {head: model.get(head) is not None for head in HEADS}
+
+
+def _image_source(spec: str, default_ann: str = '') -> dict:
+    """A folder or a list file as PersonImageDataset's ``data_root`` / ``ann_file``."""
+    spec = osp.abspath(spec)
+    if osp.isfile(spec):
+        return dict(data_root=osp.dirname(spec) + '/', ann_file=osp.basename(spec))
+    if not osp.isdir(spec):
+        raise FileNotFoundError(f'image source not found: {spec}')
+    ann = default_ann if default_ann and osp.isfile(osp.join(spec, default_ann)) else ''
+    return dict(data_root=spec + '/', ann_file=ann)
+
+
+def _schedule(iters: int) -> List[dict]:
+    """The demo schedule shape at any length: linear warm-up (1/8), then cosine to 0."""
+    warmup = max(1, round(iters / 8))
+    return [dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=warmup),
+            dict(type='CosineAnnealingLR', T_max=iters - warmup, eta_min=0.0, by_epoch=False,
+                 begin=warmup, end=iters)]
+
+
+def build_run_config(method: str, seed: int, settings: dict, root: Path = ROOT):
+    """The training config of one method and seed (a ``mmengine.Config``).
+
+    SAIP methods start from the demo config (all heads) and switch off the heads the
+    method's ablation config switches off; MAE starts from ``configs/mae/``. Every method then
+    gets the same iterations, batch, lr, schedule, seed and data.
+    """
+    from mmengine.config import Config
+    persons = _image_source(settings['data_root'], 'persons.txt')
+    if method == 'mae':
+        cfg = Config.fromfile(str(root / MAE_CPU))
+        cfg.train_dataloader.dataset.update(persons)
+        cfg.train_dataloader.dataset.background = None
+    else:
+        cfg = Config.fromfile(str(root / SAIP_DEMO))
+        if method != 'saip':
+            for head, keep in ablation_heads(method, root).items():
+                if not keep:
+                    cfg.model[head] = None
+        n_local = settings['n_local']
+        cfg.model.n_local = n_local
+        for step in cfg.train_dataloader.dataset.pipeline:
+            if step['type'] == 'PersonLocalViews':
+                step['num_views'] = n_local - 1
+        cfg.train_dataloader.dataset.update(persons)
+        cfg.train_dataloader.dataset.background = (
+            _image_source(settings['background']) if settings.get('background') else None)
+        # pictures of views cost time and are not compared; the teacher EMA is the method
+        cfg.custom_hooks = [dict(type='SAIPTeacherHook')]
+    iters = settings['iters']
+    cfg.train_dataloader.batch_size = settings['batch']
+    cfg.train_dataloader.num_workers = settings['num_workers']
+    cfg.train_dataloader.persistent_workers = settings['num_workers'] > 0
+    cfg.optim_wrapper.optimizer.lr = settings['lr']
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters)
+    cfg.param_scheduler = _schedule(iters)
+    cfg.randomness = dict(seed=seed)
+    cfg.default_hooks.checkpoint = dict(type='SafeCheckpointHook', interval=iters,
+                                        by_epoch=False, max_keep_ckpts=1)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=max(1, min(10, iters // 4)))
+    return cfg
+
+
+# ------------------------------------------------------------------ one run
+def _log(msg: str) -> None:
+    print(f'[compare] {msg}', flush=True)
+
+
+def _env() -> dict:
+    """Subprocess environment: this checkout first on PYTHONPATH (its saip_mm is imported)."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join([str(ROOT)] + [p for p in env.get('PYTHONPATH', '')
+                                                       .split(os.pathsep) if p])
+    return env
+
+
+def _run_logged(cmd: List[str], log_path: Path) -> None:
+    with open(log_path, 'a', encoding='utf-8') as log:
+        log.write('$ ' + shlex.join(cmd) + '\n')
+        log.flush()
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
+                              env=_env())
+    if proc.returncode:
+        tail = log_path.read_text(encoding='utf-8', errors='replace').splitlines()[-15:]
+        raise RuntimeError(f'{cmd[1]} failed (exit {proc.returncode}); log: {log_path}\n' +
+                           '\n'.join(tail))
+
+
+def run_one(method: str, seed: int, settings: dict, run_dir: Path, cfg_options: List[str],
+            keep_checkpoints: bool = False) -> dict:
+    """Pretrain (subprocess), export and evaluate one method under one seed; return its result."""
+    from reid_frozen_eval import evaluate_backbones
+    from saip_to_backbone import convert
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / 'run.log'
+    backbone = None
+    wall = 0.0
+    iters = batch = 0
+    if method != 'random':
+        iters, batch = settings['iters'], settings['batch']
+        cfg = build_run_config(method, seed, settings)
+        cfg_path = run_dir / 'config.py'
+        cfg.dump(str(cfg_path))
+        train_dir = run_dir / 'train'
+        cmd = [sys.executable, str(ROOT / 'tools/train.py'), str(cfg_path),
+               '--work-dir', str(train_dir)]
+        if cfg_options:
+            cmd += ['--cfg-options'] + list(cfg_options)
+        start = time.perf_counter()
+        _run_logged(cmd, log_path)
+        wall = time.perf_counter() - start
+        last = train_dir / 'last_checkpoint'
+        if not last.is_file():
+            raise RuntimeError(f'{method} seed {seed}: training wrote no {last}; log: {log_path}')
+        ckpt = last.read_text().strip()
+        backbone = run_dir / 'backbone.pth'
+        # MAE has no teacher: its backbone is the (only) encoder, keyed backbone.*
+        source = 'student' if method == 'mae' else 'teacher'
+        export = convert(ckpt, str(backbone), source=source, force=True)
+        with open(log_path, 'a', encoding='utf-8') as log:
+            log.write(f'exported {export["kept"]} backbone tensors ({source}) of {ckpt} to '
+                      f'{backbone}; dropped {export["dropped"]}\n')
+        if not keep_checkpoints:
+            for path in train_dir.glob('iter_*.pth'):  # written by this run, exported above
+                path.unlink()
+    report = evaluate_backbones(settings['eval_root'],
+                                {method: None if backbone is None else str(backbone)},
+                                seed=seed)
+    metrics = {m: float(report['results'][method][m]) for m in METRICS}
+    bad = [m for m, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise RuntimeError(f'{method} seed {seed}: non-finite {bad} (log: {log_path})')
+    result = dict(method=method, seed=seed, iters=iters, batch=batch, images_seen=iters * batch,
+                  wall_s=wall, metrics=metrics,
+                  backbone=None if backbone is None else str(backbone),
+                  eval=dict((k, report[k]) for k in ('data_root', 'num_query', 'num_gallery',
+                                                     'num_identities')))
+    tmp = run_dir / 'result.json.partial'
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, run_dir / 'result.json')
+    return result
+
+
+# ------------------------------------------------------------------ the comparison
+def prepare_work_dir(work_dir: Path, resume: bool) -> None:
+    """Create the work dir, or accept one this tool made (or any, with ``--resume``)."""
+    if work_dir.exists() and not work_dir.is_dir():
+        raise SystemExit(f'error: --work-dir {work_dir} exists and is not a folder')
+    if work_dir.is_dir() and any(work_dir.iterdir()) and not (work_dir / MARKER).is_file() \
+            and not resume:
+        raise SystemExit(f'error: --work-dir {work_dir} is not empty and was not made by '
+                         f'compare_pretraining.py (no {MARKER}); choose another folder or '
+                         f'pass --resume to add runs to it (nothing in it is deleted)')
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if not (work_dir / MARKER).is_file():
+        (work_dir / MARKER).write_text(json.dumps(dict(tool='compare_pretraining.py',
+                                                       created=time.time())))
+
+
+def machine() -> dict:
+    import torch
+    return dict(platform=platform.platform(), processor=platform.processor(),
+                cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                torch_version=torch.__version__, python=platform.python_version(),
+                cuda=torch.cuda.is_available())
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = parse_args(argv)
+    settings = args.settings
+    import saip_mm  # noqa: F401  (registries, checkpoint allow-list)
+    work_dir = Path(settings['work_dir']).resolve()
+    prepare_work_dir(work_dir, args.resume)
+    plan = [(m, s) for m in args.methods for s in settings['seeds']]
+    _log(f'{len(plan)} runs ({len(args.methods)} methods x seeds {settings["seeds"]}), '
+         f'{settings["iters"]} iterations at batch {settings["batch"]} each; '
+         f'work dir {work_dir}')
+    runs, durations = [], []
+    for i, (method, seed) in enumerate(plan, 1):
+        run_dir = work_dir / method / f'seed{seed}'
+        done = run_dir / 'result.json'
+        if done.is_file():
+            runs.append(json.loads(done.read_text()))
+            _log(f'run {i}/{len(plan)} {method} seed {seed}: done before, skipped ({done})')
+            continue
+        left = len(plan) - i + 1
+        eta = (f'ETA {sum(durations) / len(durations) * left / 60:.0f} min' if durations
+               else 'ETA after the first run')
+        _log(f'run {i}/{len(plan)} {method} seed {seed} ... {eta}')
+        start = time.perf_counter()
+        result = run_one(method, seed, settings, run_dir, args.cfg_options,
+                         args.keep_checkpoints)
+        durations.append(time.perf_counter() - start)
+        runs.append(result)
+        _log(f'run {i}/{len(plan)} {method} seed {seed}: mAP {result["metrics"]["mAP"]:.1f}, '
+             f'rank-1 {result["metrics"]["rank-1"]:.1f}, train {result["wall_s"]:.0f} s, '
+             f'run {durations[-1]:.0f} s')
+
+    aggregates = aggregate(runs)
+    ev = runs[0]['eval']
+    note = (f'Frozen-feature ReID (cosine kNN on the final cls token) on {ev["data_root"]}: '
+            f'{ev["num_query"]} queries, {ev["num_gallery"]} gallery images, '
+            f'{ev["num_identities"]} identities. Preset `{args.preset}`, seeds '
+            f'{settings["seeds"]}; mean ± sample std over seeds. Wall s: the training process '
+            f'(start to exit); images seen = iterations × batch.')
+    md = to_markdown(aggregates, note)
+    report = dict(command=shlex.join([sys.executable] + sys.argv if argv is None else
+                                     [sys.executable, __file__] + list(argv)),
+                  preset=args.preset, settings=settings, methods=args.methods,
+                  cfg_options=args.cfg_options, machine=machine(), runs=runs,
+                  aggregates=aggregates)
+    (work_dir / 'compare.md').write_text(md)
+    (work_dir / 'compare.json').write_text(json.dumps(report, indent=2))
+    plot(aggregates, str(work_dir / 'compare.png'),
+         f'{args.preset} preset: {settings["iters"]} it x batch {settings["batch"]}, '
+         f'seeds {settings["seeds"]}')
+    print(md, flush=True)
+    _log(f'wrote {work_dir}/compare.{{md,json,png}}')
+    return report
+
+
+if __name__ == '__main__':
+    main()
