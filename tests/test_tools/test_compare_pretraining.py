@@ -116,6 +116,21 @@ def test_end_to_end_two_methods_two_seeds_and_resume(tool, person_folder, tmp_pa
     assert (work / 'saip-csm' / 'seed0' / 'result.json').stat().st_mtime_ns == stamp
     assert json.loads((work / 'compare.json').read_text())['runs'] == data['runs']
 
+    # ... but not under another budget: the table would mix 2- and 3-iteration runs
+    longer = [a if a != '2' or argv[i - 1] != '--iters' else '3' for i, a in enumerate(argv)]
+    with pytest.raises(SystemExit, match=r'saip-csm/seed0/result.json: a finished run with '
+                                         r'iters=2, but this comparison asks for iters=3'):
+        tool.main(longer)
+
+
+def test_finished_run_from_another_split_is_refused(tool, tmp_path):
+    done = dict(_run('saip', 0, 30.0, 40.0), eval=dict(data_root='data/other/reid'))
+    settings = dict(iters=2, batch=2, eval_root='data/vtest/reid')
+    with pytest.raises(SystemExit, match='evaluated on data/other/reid'):
+        tool.check_finished_run(done, settings, tmp_path / 'result.json')
+    done['eval']['data_root'] = 'data/vtest/reid'
+    assert tool.check_finished_run(done, settings, tmp_path / 'result.json') is done
+
 
 def test_refuses_foreign_non_empty_work_dir(tool, tmp_path):
     work = tmp_path / 'mine'

@@ -359,6 +359,28 @@ def run_one(method: str, seed: int, settings: dict, run_dir: Path, cfg_options: 
 
 
 # ------------------------------------------------------------------ the comparison
+def check_finished_run(result: dict, settings: dict, path: Path) -> dict:
+    """A finished run is reused only under the same budget and evaluation split.
+
+    Raises:
+        SystemExit: naming the result file and the field that differs (a table mixing
+            budgets would be silently wrong).
+    """
+    trained = result['method'] != 'random'
+    expected = dict(iters=settings['iters'] if trained else 0,
+                    batch=settings['batch'] if trained else 0)
+    for key, want in expected.items():
+        if result.get(key) != want:
+            raise SystemExit(f'{path}: a finished run with {key}={result.get(key)}, but this '
+                             f'comparison asks for {key}={want}; use another --work-dir (or '
+                             f'move that run away) so the table compares equal budgets')
+    if result.get('eval', {}).get('data_root') != settings['eval_root']:
+        raise SystemExit(f'{path}: evaluated on {result.get("eval", {}).get("data_root")}, but '
+                         f'this comparison evaluates on {settings["eval_root"]}; use another '
+                         f'--work-dir')
+    return result
+
+
 def prepare_work_dir(work_dir: Path, resume: bool) -> None:
     """Create the work dir, or accept one this tool made (or any, with ``--resume``)."""
     if work_dir.exists() and not work_dir.is_dir():
@@ -397,7 +419,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         run_dir = work_dir / method / f'seed{seed}'
         done = run_dir / 'result.json'
         if done.is_file():
-            runs.append(json.loads(done.read_text()))
+            runs.append(check_finished_run(json.loads(done.read_text()), settings, done))
             _log(f'run {i}/{len(plan)} {method} seed {seed}: done before, skipped ({done})')
             continue
         left = len(plan) - i + 1

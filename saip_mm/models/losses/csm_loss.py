@@ -131,12 +131,18 @@ class CSMLoss(BaseModule):
 
     @torch.no_grad()
     def update_center(self, teacher_logits: Sequence[Tensor]) -> None:
-        """EMA update of the centre with the teacher batch mean, over all processes."""
+        """EMA update of the centre with the teacher batch mean, over all processes.
+
+        A non-finite batch mean leaves the centre as it was (without a host sync): that step's
+        loss is non-finite too and ``SAIP.parse_losses`` stops the run, so the centre in
+        memory stays the last good one.
+        """
         batch_sum = sum(t.float().sum(dim=0, keepdim=True) for t in teacher_logits)
         count = torch.tensor(float(sum(t.shape[0] for t in teacher_logits)),
                              device=batch_sum.device)
         if is_distributed():
             dist.all_reduce(batch_sum)
             dist.all_reduce(count)
-        self.center.mul_(self.center_momentum).add_(batch_sum / count,
-                                                    alpha=1 - self.center_momentum)
+        mean = batch_sum / count
+        updated = self.center * self.center_momentum + mean * (1 - self.center_momentum)
+        self.center.copy_(torch.where(torch.isfinite(mean).all(), updated, self.center))

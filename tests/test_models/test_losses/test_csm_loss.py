@@ -52,6 +52,18 @@ def test_center_update_is_ema_of_batch_mean():
     torch.testing.assert_close(loss.center[0], 0.9 * torch.ones(3) + 0.1 * mean)
 
 
+def test_non_finite_teacher_batch_leaves_the_center_unchanged():
+    loss = CSMLoss(out_dim=4, center_momentum=0.5)
+    loss.update_center([torch.tensor([[2., 0., 0., 0.]])])
+    good = loss.center.clone()
+    torch.testing.assert_close(good, torch.tensor([[1., 0., 0., 0.]]))
+    for bad in (float('nan'), float('inf')):
+        loss.update_center([torch.tensor([[bad, 1., 1., 1.]])])
+        assert torch.equal(loss.center, good)  # the last good centre, not NaN / inf
+    loss.update_center([torch.tensor([[0., 2., 0., 0.]])])  # and updates resume after
+    torch.testing.assert_close(loss.center, torch.tensor([[0.5, 1., 0., 0.]]))
+
+
 def test_teacher_temperature_warmup():
     from mmengine.logging import MessageHub
     hub = MessageHub.get_instance('test_csm_warmup')

@@ -115,7 +115,8 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2,
+    # atomic writes: a killed run never leaves a truncated newest checkpoint
+    checkpoint=dict(type='SafeCheckpointHook', interval=5, max_keep_ckpts=2,
                     save_best='t2i/rank-1', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
