@@ -30,6 +30,27 @@ def write_person_images(folder: Path, n: int = 8, size=(96, 48), seed: int = 0) 
     return folder
 
 
+def write_market1501_split(root: Path) -> Path:
+    """Market-1501 layout of generated person crops: 4 identities, query from camera 1,
+    gallery from cameras 2 and 3."""
+    rng = np.random.default_rng(0)
+    for pid in range(1, 5):
+        color = rng.integers(60, 255, 3)
+        for cam, folder in ((1, 'query'), (2, 'bounding_box_test'), (3, 'bounding_box_test')):
+            img = rng.integers(0, 60, (64, 32, 3)).astype(np.uint8)
+            img[12:60, 6:26] = np.clip(color + rng.integers(-20, 20, 3), 0, 255)
+            path = root / folder / f'{pid:04d}_c{cam}s1_{pid * 100 + cam:06d}_00.jpg'
+            path.parent.mkdir(parents=True, exist_ok=True)
+            assert cv2.imwrite(str(path), img)
+    return root
+
+
+@pytest.fixture(scope='session')
+def market1501_split(tmp_path_factory) -> Path:
+    """:func:`write_market1501_split` in a session temp folder."""
+    return write_market1501_split(tmp_path_factory.mktemp('reid_split'))
+
+
 @pytest.fixture(scope='session')
 def person_folder(tmp_path_factory) -> Path:
     return write_person_images(tmp_path_factory.mktemp('persons') / 'images')

@@ -10,7 +10,6 @@ import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
@@ -117,17 +116,6 @@ def tiny_models(tmp_path_factory) -> SimpleNamespace:
 
 
 @pytest.fixture(scope='session')
-def person_crops(tmp_path_factory) -> Path:
-    """A Market-1501-layout split of generated person crops: 4 identities, 2 cameras."""
-    import cv2
-    root = tmp_path_factory.mktemp('reid_split')
-    rng = np.random.default_rng(0)
-    for pid in range(1, 5):
-        color = rng.integers(60, 255, 3)
-        for cam, folder in ((1, 'query'), (2, 'bounding_box_test'), (3, 'bounding_box_test')):
-            img = rng.integers(0, 60, (64, 32, 3)).astype(np.uint8)
-            img[12:60, 6:26] = np.clip(color + rng.integers(-20, 20, 3), 0, 255)
-            path = root / folder / f'{pid:04d}_c{cam}s1_{pid * 100 + cam:06d}_00.jpg'
-            path.parent.mkdir(exist_ok=True)
-            assert cv2.imwrite(str(path), img)
-    return root
+def person_crops(market1501_split) -> Path:
+    """A Market-1501-layout split of generated person crops (tests/conftest.py)."""
+    return market1501_split

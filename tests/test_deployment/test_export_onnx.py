@@ -74,12 +74,13 @@ def export_with_cli(kind, tiny_models, folder, capsys):
 
 @pytest.mark.parametrize('kind', ['backbone', 'reid', 'pose', 'parsing'])
 def test_export_checker_parity_dynamic_batch(kind, tiny_models, exported, tmp_path_factory,
-                                             capsys):
+                                             capsys, monkeypatch):
     """The CLI exports each kind; checker, opset, dynamic batch 1 and 3, parity <= 1e-4."""
     from saip_mm.deployment import check_onnx, ort_session, run_onnx
     model = getattr(tiny_models, kind)
-    out, log = exported[kind] = export_with_cli(kind, tiny_models,
-                                                tmp_path_factory.mktemp(kind), capsys)
+    folder = tmp_path_factory.mktemp(kind)
+    monkeypatch.chdir(folder)  # a checkout that ran `make demo` has data/vtest: not here
+    out, log = exported[kind] = export_with_cli(kind, tiny_models, folder, capsys)
     assert 'onnx.checker passed' in log and 'tolerance 0.0001: ok' in log
     assert '3 fixed random images' in log  # no data/vtest in the test's working directory
 

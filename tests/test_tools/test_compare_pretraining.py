@@ -4,8 +4,6 @@ import json
 import math
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,22 +58,9 @@ def test_ablation_heads_read_from_config_files(tool, method, kept, tmp_path):
     assert cfg.param_scheduler[1]['end'] == 20
 
 
-def _write_split(root: Path) -> Path:
-    """Market-1501 layout: 4 identities, query from camera 1, gallery from cameras 2 and 3."""
-    rng = np.random.default_rng(0)
-    for pid in range(1, 5):
-        color = rng.integers(60, 255, 3)
-        for cam, folder in ((1, 'query'), (2, 'bounding_box_test'), (3, 'bounding_box_test')):
-            img = rng.integers(0, 60, (64, 32, 3)).astype(np.uint8)
-            img[12:60, 6:26] = np.clip(color + rng.integers(-20, 20, 3), 0, 255)
-            path = root / folder / f'{pid:04d}_c{cam}s1_{pid * 100 + cam:06d}_00.jpg'
-            path.parent.mkdir(parents=True, exist_ok=True)
-            assert cv2.imwrite(str(path), img)
-    return root
-
-
-def test_end_to_end_two_methods_two_seeds_and_resume(tool, person_folder, tmp_path, capsys):
-    split = _write_split(tmp_path / 'reid')
+def test_end_to_end_two_methods_two_seeds_and_resume(tool, person_folder, market1501_split,
+                                                     tmp_path, capsys):
+    split = market1501_split
     work = tmp_path / 'cmp'
     argv = ['--preset', 'cpu', '--data-root', str(person_folder), '--background',
             str(person_folder), '--eval-root', str(split), '--work-dir', str(work),
