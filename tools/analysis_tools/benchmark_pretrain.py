@@ -77,13 +77,18 @@ def _saip(arch: str, factors=(1.25, )):
 TINYVIT_CONFIG = 'configs/saip/saip_tinyvit-5m_8xb256-amp-coslr-300e_lup1m-256x128.py'
 
 
-def _saip_from_config(config: str, factors):
-    """The SAIP model of a reference config of the imported tree, at the given rescale factors."""
+def _tree_config(config: str):
+    """A config of the ``saip_mm`` tree this process imports (this checkout or the baseline)."""
     import saip_mm
     from mmengine.config import Config
-    from mmpretrain.registry import MODELS
     tree = Path(saip_mm.__file__).resolve().parents[1]
-    cfg = Config.fromfile(str(tree / config))
+    return Config.fromfile(str(tree / config))
+
+
+def _saip_from_config(config: str, factors):
+    """The SAIP model of a reference config of the imported tree, at the given rescale factors."""
+    from mmpretrain.registry import MODELS
+    cfg = _tree_config(config)
     cfg.model.rescale_factors = tuple(factors)
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -136,13 +141,9 @@ def _optim_wrapper(model, args: argparse.Namespace):
     constructor), with gradient accumulation off (one update per step); ``AmpOptimWrapper``
     with ``--amp`` on CUDA, the plain ``OptimWrapper`` otherwise.
     """
-    import saip_mm
-    from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import DefaultScope
-    tree = Path(saip_mm.__file__).resolve().parents[1]
-    cfg = Config.fromfile(
-        str(tree / 'configs/saip/saip_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py'))
+    cfg = _tree_config('configs/saip/saip_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py')
     wrapper = cfg.optim_wrapper.copy()
     wrapper.pop('accumulative_counts', None)
     if not (args.amp and args.device.startswith('cuda')):

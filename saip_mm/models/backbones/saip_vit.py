@@ -8,7 +8,7 @@ from mmpretrain.models.utils import build_norm_layer, resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
-from saip_mm.models.utils.partial_block import encoder_layer_rows
+from saip_mm.models.utils.partial_block import encoder_layer_rows, finish_block
 
 
 def last_block_relations(layer: torch.nn.Module, x: Tensor,
@@ -39,9 +39,7 @@ def last_block_relations(layer: torch.nn.Module, x: Tensor,
     else:
         rel_rows = rel_qk
     out = (rel_rows.to(v.dtype) @ v).transpose(1, 2).reshape(B, x.shape[1], attn.embed_dims)
-    out = attn.out_drop(attn.gamma1(attn.proj_drop(attn.proj(out))))
-    x = x + out
-    x = layer.ffn(layer.ln2(x), identity=x)
+    x = finish_block(layer, x, out)
     return x, dict(qk=rel_qk, vv=rel_vv)
 
 

@@ -23,6 +23,22 @@ def take_rows(x: Tensor, rows: Rows) -> Tensor:
     return torch.gather(x, 1, rows.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
+def finish_block(layer: torch.nn.Module, x: Tensor, attn_out: Tensor) -> Tensor:
+    """The rest of an mmpretrain ``TransformerEncoderLayer`` after its attention products.
+
+    Args:
+        layer (TransformerEncoderLayer): the block.
+        x (Tensor): the block's input rows (B, M, C) (the residual).
+        attn_out (Tensor): attention output of those rows, heads merged, (B, M, C).
+
+    Returns:
+        Tensor: the block's output rows: projection, residual, then the MLP with its residual.
+    """
+    attn = layer.attn
+    x = x + attn.out_drop(attn.gamma1(attn.proj_drop(attn.proj(attn_out))))
+    return layer.ffn(layer.ln2(x), identity=x)
+
+
 def encoder_layer_rows(layer: torch.nn.Module, x: Tensor, rows: Rows) -> Tensor:
     """Output rows ``rows`` of an mmpretrain ``TransformerEncoderLayer`` on tokens ``x``.
 
@@ -53,7 +69,4 @@ def encoder_layer_rows(layer: torch.nn.Module, x: Tensor, rows: Rows) -> Tensor:
     k, v = kv.reshape(B, N, 2, heads, head_dims).permute(2, 0, 3, 1, 4)
     attn_drop = attn.attn_drop if attn.training else 0.
     out = attn.scaled_dot_product_attention(q, k, v, dropout_p=attn_drop)
-    out = out.transpose(1, 2).reshape(B, M, D)
-    out = attn.out_drop(attn.gamma1(attn.proj_drop(attn.proj(out))))
-    x_rows = x_rows + out
-    return layer.ffn(layer.ln2(x_rows), identity=x_rows)
+    return finish_block(layer, x_rows, out.transpose(1, 2).reshape(B, M, D))
