@@ -106,7 +106,8 @@ class SAIPBatchViewsPreprocessor(SAIPDataPreprocessor):
         """Build every view of a batch (or a chunk of one).
 
         Args:
-            img (Tensor): (B, 3, H, W) uint8 canvases of the person images.
+            img (Tensor): (B, 3, H, W) uint8 canvases of the person images (any memory
+                format; channels-last is read without a copy on a CPU).
             img_hw (Tensor): (B, 2) the images' original (H, W).
             bg_img (Tensor): (B, 3, H', W') uint8 canvases of the background images.
             bg_img_hw (Tensor): (B, 2) their original (H, W).
@@ -160,9 +161,9 @@ class SAIPBatchViewsPreprocessor(SAIPDataPreprocessor):
         """Move the uint8 images to the device and build the views there.
 
         Args:
-            data (dict): the collated batch of ``PackSAIPImages``: ``inputs`` with ``img``,
-                ``img_hw``, ``img_work_hw``, ``bg_img``, ``bg_img_hw``, ``bg_img_work_hw``, and
-                optionally ``data_samples``.
+            data (dict): the collated batch of ``PackSAIPImages``: ``inputs`` with ``img``
+                and ``bg_img`` ((B, H, W, 3) uint8), ``img_hw``, ``img_work_hw``,
+                ``bg_img_hw``, ``bg_img_work_hw``, and optionally ``data_samples``.
             training (bool): unused; the views are always random. Defaults to False.
 
         Returns:
@@ -173,12 +174,14 @@ class SAIPBatchViewsPreprocessor(SAIPDataPreprocessor):
             raise KeyError(f'SAIPBatchViewsPreprocessor: the batch has no `inputs` (keys: '
                            f'{sorted(data)})')
         batch = self.cast_data({key: self._stack(data['inputs'], key) for key in self.view_keys})
-        img, bg_img = batch['img'], batch['bg_img']
         for key in ('img', 'bg_img'):
-            if batch[key].dtype != torch.uint8 or batch[key].dim() != 4:
-                raise ValueError(f'SAIPBatchViewsPreprocessor: `{key}` must be (B, 3, H, W) '
+            if (batch[key].dtype != torch.uint8 or batch[key].dim() != 4
+                    or batch[key].shape[-1] != 3):
+                raise ValueError(f'SAIPBatchViewsPreprocessor: `{key}` must be (B, H, W, 3) '
                                  f'uint8 working images (PackSAIPImages), got '
                                  f'{tuple(batch[key].shape)} {batch[key].dtype}')
+        # (B, 3, H, W) channels-last views of the packed images: no copy.
+        img, bg_img = batch['img'].permute(0, 3, 1, 2), batch['bg_img'].permute(0, 3, 1, 2)
         num = img.shape[0]
         device = img.device
         chunk = self.chunk_size or (8 if device.type == 'cpu' else 64)

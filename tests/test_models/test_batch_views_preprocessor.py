@@ -32,7 +32,7 @@ def person_image(height=300, width=150, seed=0) -> np.ndarray:
 
 
 def batch_of(img: np.ndarray, num: int, bg: np.ndarray = None) -> dict:
-    """Collated inputs of PackSAIPImages for ``num`` copies of one image."""
+    """Collated inputs of PackSAIPImages for ``num`` copies of one image ((B, H, W, 3) uint8)."""
     pipeline = compose([dict(type='ResizeForBatchViews'), dict(type='PackSAIPImages')])
     bg = img if bg is None else bg
     samples = [pipeline(dict(img=img, ori_shape=img.shape[:2], bg_img=bg,
@@ -144,6 +144,9 @@ def test_region_reference_and_masks_follow_the_rules():
     pre = MODELS.build(dict(type='SAIPBatchViewsPreprocessor'))
     collated = batch_of(img, 3, bg)['inputs']
     assert collated['img'].dtype == collated['bg_img'].dtype == torch.uint8
+    assert collated['img'].shape == (3, 384, 192, 3)  # channels last, as decoded
+    for key in ('img', 'bg_img'):  # generate() takes (B, 3, H, W), any memory format
+        collated[key] = collated[key].permute(0, 3, 1, 2)
     out = pre.generate(collated['img'], collated['img_hw'], collated['bg_img'],
                        collated['bg_img_hw'], collated['img_work_hw'], collated['bg_img_work_hw'])
     # The region view is exactly F.interpolate(g1, (128, 64)) (nearest, the reference's).
@@ -177,6 +180,8 @@ def test_region_reference_and_masks_follow_the_rules():
 def test_bicubic_region_and_matmul_resample():
     img = person_image()
     collated = batch_of(img, 2)['inputs']
+    for key in ('img', 'bg_img'):
+        collated[key] = collated[key].permute(0, 3, 1, 2).contiguous()  # channels first
     pre = MODELS.build(dict(type='SAIPBatchViewsPreprocessor', resize_mode='bicubic'))
     torch.manual_seed(0)
     sizes = (collated['img_work_hw'], collated['bg_img_work_hw'])
@@ -232,7 +237,7 @@ def test_dataset_with_the_light_pipeline_feeds_the_preprocessor(tmp_path):
                   dict(type='ResizeForBatchViews'), dict(type='PackSAIPImages')]))
     loader = DataLoader(dataset, batch_size=3, collate_fn=default_collate)
     batch = next(iter(loader))
-    assert batch['inputs']['img'].shape == (3, 3, 384, 192)
+    assert batch['inputs']['img'].shape == (3, 384, 192, 3)
     assert batch['inputs']['img_hw'].tolist() == [[200, 90], [240, 90], [280, 90]]
     assert torch.equal(batch['inputs']['img_work_hw'], batch['inputs']['img_hw'])
     inputs = MODELS.build(dict(type='SAIPBatchViewsPreprocessor'))(batch)['inputs']

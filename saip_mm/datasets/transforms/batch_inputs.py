@@ -95,8 +95,10 @@ class PackSAIPImages(BaseTransform):
     """Pack the working images as uint8 tensors for ``SAIPBatchViewsPreprocessor``.
 
     Output: ``{'inputs': dict(img, img_hw, img_work_hw, bg_img, bg_img_hw, bg_img_work_hw),
-    'data_samples': DataSample}`` with ``img``/``bg_img`` (3, H, W) uint8 canvases and the
-    sizes as int64 (2,) tensors. Without a background image (``PersonImageDataset`` always
+    'data_samples': DataSample}`` with ``img``/``bg_img`` (H, W, 3) uint8 canvases, channels
+    last as decoded (no transpose in the workers; the preprocessor reads the collated
+    (B, H, W, 3) batch as a channels-last (B, 3, H, W) view, which the CPU resampling wants),
+    and the sizes as int64 (2,) tensors. Without a background image (``PersonImageDataset`` always
     draws one) the person image is its own background.
 
     Args:
@@ -126,10 +128,10 @@ class PackSAIPImages(BaseTransform):
         else:
             bg_img, bg_hw, bg_work_hw = img, img_hw, work_hw
         inputs = dict(
-            img=torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
+            img=torch.from_numpy(np.ascontiguousarray(img)),
             img_hw=torch.tensor(img_hw, dtype=torch.int64),
             img_work_hw=torch.tensor(work_hw, dtype=torch.int64),
-            bg_img=torch.from_numpy(np.ascontiguousarray(bg_img.transpose(2, 0, 1))),
+            bg_img=torch.from_numpy(np.ascontiguousarray(bg_img)),
             bg_img_hw=torch.tensor(bg_hw, dtype=torch.int64),
             bg_img_work_hw=torch.tensor(bg_work_hw, dtype=torch.int64))
         data_sample = DataSample()

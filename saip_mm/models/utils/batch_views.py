@@ -20,7 +20,12 @@ for a whole batch of decoded uint8 images on the model's device (see
   per-image pipeline's budget, and kornia's ``ColorJitter`` draws one op order per batch where
   torchvision draws one per image. The ops here follow torchvision's tensor semantics (float,
   clamped after each op, random order per image).
-- Gaussian blur: ``kornia.filters.gaussian_blur2d`` with a per-sample sigma.
+- Gaussian blur: ``kornia.filters.gaussian_blur2d`` with a per-sample sigma on GPUs; on a
+  CPU a hand-written separable blur with kornia's kernels (measured faster there).
+- CPU layout: the crops are made in groups of equal jitter order (so the jitter works on
+  slices in place), flipped as small uint8 crops, read from channels-last canvases
+  without a copy, and normalised per channel in place; each view is written back to its
+  own row at the end, so the output does not depend on these choices.
 
 All random parameters come from torch's global generator (CPU), seeded by MMEngine's
 ``randomness=dict(seed=...)``, so a run is reproducible on any device.
@@ -147,39 +152,53 @@ def resample_weights(start: Tensor, end: Tensor, in_size: int, out_size: int,
 
 
 def resample_crops(images: Tensor, boxes: Tensor, crops_per_image: int, size: Sequence[int],
-                   mode: str = 'matmul') -> Tensor:
+                   mode: str = 'matmul', flip: Optional[Tensor] = None,
+                   order: Optional[Tensor] = None) -> Tensor:
     """Crop and resize every box of every image (antialiased bicubic, PIL's filter).
 
     Args:
-        images (Tensor): (B, 3, H, W) uint8 (or float in [0, 255]) working images.
+        images (Tensor): (B, 3, H, W) uint8 (or float in [0, 255]) working images, any memory
+            format ('loop' reads channels-last without a copy).
         boxes (Tensor): (B * crops_per_image, 4) int64 boxes in working pixels, image-major
             (the crops of image 0 first).
         crops_per_image (int): crops per image.
         size (Sequence[int]): output (h, w).
         mode (str): 'matmul' (one batched resample: two batched matmuls) or 'loop' (one
             ``F.interpolate`` per crop on uint8). Defaults to 'matmul'.
+        flip (Tensor, optional): (B * crops_per_image,) bool: mirror these crops
+            horizontally (free here: reversed weights, or a flip of the small uint8 crop).
+            Defaults to None: none.
+        order (Tensor, optional): (B * crops_per_image,) permutation: output row ``j`` is crop
+            ``order[j]``. Defaults to None: image-major.
 
     Returns:
         Tensor: (B * crops_per_image, 3, h, w) float32 in [0, 1].
     """
     out_h, out_w = int(size[0]), int(size[1])
     n = boxes.shape[0]
+    flips = [False] * n if flip is None else flip.tolist()
     if mode == 'loop':
         src = images.contiguous(memory_format=torch.channels_last)
         box_list = boxes.tolist()
-        crops = [
-            F.interpolate(src[i // crops_per_image, None, :, y1:y2, x1:x2], size=(out_h, out_w),
-                          mode='bicubic', antialias=True, align_corners=False)
-            for i, (x1, y1, x2, y2) in enumerate(box_list)
-        ]
-        out = torch.cat(crops).float()
-        return out.div_(255.0) if images.dtype == torch.uint8 else out.clamp_(0, 255).div_(255)
+        out = torch.empty(n, 3, out_h, out_w)
+        for j, i in enumerate(range(n) if order is None else order.tolist()):
+            x1, y1, x2, y2 = box_list[i]
+            crop = F.interpolate(src[i // crops_per_image, None, :, y1:y2, x1:x2],
+                                 size=(out_h, out_w), mode='bicubic', antialias=True,
+                                 align_corners=False)
+            if images.dtype != torch.uint8:
+                crop = crop.clamp_(0, 255)
+            out[j].copy_(crop[0].flip(-1) if flips[i] else crop[0])  # cast to float here
+        return out.div_(255.0)
     if mode != 'matmul':
         raise ValueError(f'resample_crops: `mode` must be one of {RESAMPLE_MODES[:2]}, '
                          f'got {mode!r}')
     num, channels, height, width = images.shape
+    images = images.contiguous()
     wy = resample_weights(boxes[:, 1], boxes[:, 3], height, out_h, images.device)
     wx = resample_weights(boxes[:, 0], boxes[:, 2], width, out_w, images.device)
+    if flip is not None:  # a mirrored crop reads its columns' weights in reverse order
+        wx = torch.where(flip.to(wx.device)[:, None, None], wx.flip(1), wx)
     # PIL's order and rounding: horizontal pass, clip and round to uint8, vertical pass.
     # Horizontal pass for all crops of an image at once: (B, C*H, W) @ (B, W, k*w).
     tmp = torch.bmm(images.float().view(num, channels * height, width),
@@ -188,6 +207,8 @@ def resample_crops(images: Tensor, boxes: Tensor, crops_per_image: int, size: Se
     tmp = tmp.permute(0, 3, 2, 1, 4).reshape(n, height, channels * out_w)  # (N, H, C*w)
     out = torch.bmm(wy, tmp).view(n, out_h, channels, out_w)  # (N, h, C, w)
     out = out.permute(0, 2, 1, 3).contiguous()
+    if order is not None:
+        out = out.index_select(0, order.to(out.device))
     return out.clamp_(0, 255).round_().div_(255.0)
 
 
@@ -231,8 +252,39 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     return out
 
 
+def gaussian_kernels(sigma: Tensor, kernel_size: int) -> Tensor:
+    """Normalised 1-D Gaussian kernels, one per sigma (kornia's ``get_gaussian_kernel1d``).
+
+    Args:
+        sigma (Tensor): (N,) standard deviations in pixels.
+        kernel_size (int): odd number of taps.
+
+    Returns:
+        Tensor: (N, kernel_size) float32 weights summing to 1.
+    """
+    taps = torch.arange(kernel_size, dtype=torch.float32, device=sigma.device) - kernel_size // 2
+    weights = torch.exp(-taps[None]**2 / (2.0 * sigma.float()[:, None]**2))
+    return weights / weights.sum(1, keepdim=True)
+
+
+def _blur_axis(x: Tensor, weights: Tensor, dim: int) -> Tensor:
+    """Correlate ``x`` with one kernel per image along ``dim`` (-2 or -1), edges replicated."""
+    radius = weights.shape[1] // 2
+    length = x.shape[dim]
+    padded = F.pad(x, (0, 0, radius, radius) if dim == -2 else (radius, radius, 0, 0),
+                   mode='replicate')
+    out = torch.mul(padded.narrow(dim, 0, length), weights[:, 0].view(-1, 1, 1, 1))
+    for tap in range(1, weights.shape[1]):
+        out.addcmul_(padded.narrow(dim, tap, length), weights[:, tap].view(-1, 1, 1, 1))
+    return out
+
+
 def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
-    """Gaussian blur with one sigma per image (kornia), edges replicated as PIL's blur does.
+    """Gaussian blur with one sigma per image, edges replicated as PIL's blur does.
+
+    kornia's ``gaussian_blur2d`` on GPUs (one grouped convolution per pass); on a CPU a
+    hand-written separable blur with the same kernels (one multiply-add per tap), measured 1.4x
+    (256x128 views) to 2.4x (128x64) faster than kornia's oneDNN grouped convolution there.
 
     Args:
         x (Tensor): (N, 3, h, w).
@@ -242,10 +294,31 @@ def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
     Returns:
         Tensor: the blurred images.
     """
+    if x.device.type == 'cpu':
+        weights = gaussian_kernels(sigma.to(x.device), kernel_size)
+        return _blur_axis(_blur_axis(x, weights, -2), weights, -1)
     # Imported here: kornia takes about half a second to import, and only this op needs it.
     from kornia.filters import gaussian_blur2d
     return gaussian_blur2d(x, (kernel_size, kernel_size), sigma[:, None].expand(-1, 2),
                            border_type='replicate')
+
+
+def solarize(x: Tensor, threshold: float) -> Tensor:
+    """``where(x >= threshold, 1 - x, x)`` with float ops only (bool masks are slow on CPU).
+
+    ``sign(x - threshold) + 1`` clamped to 1 is 1 exactly where ``x >= threshold`` (a float
+    difference is zero only for equal values), and ``lerp`` with a 0/1 weight returns one of
+    its ends exactly, so the result equals the ``where`` form bit for bit.
+    """
+    weight = torch.sub(x, threshold).sign_().add_(1.0).clamp_(max=1.0)
+    return torch.lerp(x, 1.0 - x, weight)
+
+
+def _order_codes(order: Tensor, jitter: Tensor) -> Tensor:
+    """(N,) int64 on the CPU: one code per permutation of the four jitter ops, -1 unjittered."""
+    order, jitter = order.cpu(), jitter.cpu()
+    codes = (order * torch.tensor([64, 16, 4, 1])).sum(1)
+    return torch.where(jitter, codes, torch.full_like(codes, -1))
 
 
 def _apply_to(x: Tensor, select: Tensor, fn, *params: Tensor) -> None:
@@ -312,46 +385,98 @@ class BatchViewAugmentation:
             sigma=torch.empty(n).uniform_(*aug.blur_sigma),
             solarize=torch.rand(n) < aug.solarize_prob)
 
-    def photometric(self, x: Tensor, params: Dict[str, Tensor]) -> Tensor:
+    def color_jitter(self, x: Tensor, params: Dict[str, Tensor]) -> Tensor:
+        """Colour jitter in place: each jittered view runs the four ops in its own order.
+
+        The views are taken one group per drawn order (at most 24): a group that is a
+        contiguous run of rows (``jitter_sort_order`` makes them so) is processed as a slice,
+        any other with one gather and one scatter.
+
+        Args:
+            x (Tensor): (N, 3, h, w) float in [0, 1].
+            params (dict): ``jitter``, ``order`` and ``factors`` from ``sample_params``.
+
+        Returns:
+            Tensor: ``x``.
+        """
+        ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+        enabled = [v > 0 for v in self.aug.color_jitter]
+        codes = _order_codes(params['order'], params['jitter']).tolist()
+        factors = params['factors'].to(x.device)
+        for code in sorted(set(codes) - {-1}):
+            rows = [i for i, c in enumerate(codes) if c == code]
+            run = rows[-1] - rows[0] + 1 == len(rows)
+            if run:
+                views, factor = x[rows[0]:rows[-1] + 1], factors[rows[0]:rows[-1] + 1]
+            else:
+                index = torch.tensor(rows, device=x.device)
+                views, factor = x.index_select(0, index), factors.index_select(0, index)
+            out = views
+            for op_id in params['order'][rows[0]].tolist():
+                if enabled[op_id]:
+                    out = ops[op_id](out, factor[:, op_id])
+            if run:
+                views.copy_(out)
+            else:
+                x.index_copy_(0, index, out)
+        return x
+
+    def photometric(self, x: Tensor, params: Dict[str, Tensor], flip: bool = True) -> Tensor:
         """Flip, jitter, grayscale, blur and solarise ``x`` in place (views in [0, 1]).
 
         Args:
             x (Tensor): (N, 3, h, w) float in [0, 1].
             params (dict): from ``sample_params`` (any device).
+            flip (bool): apply the drawn flips (False when ``resample_crops`` did).
+                Defaults to True.
 
         Returns:
             Tensor: ``x``.
         """
         p = {k: v.to(x.device) for k, v in params.items() if k != 'boxes'}
-        _apply_to(x, p['flip'], lambda v: v.flip(-1))
-        ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-        enabled = [v > 0 for v in self.aug.color_jitter]
-        for slot in range(4):
-            for op_id, op in enumerate(ops):
-                if enabled[op_id]:
-                    _apply_to(x, p['jitter'] & (p['order'][:, slot] == op_id), op,
-                              p['factors'][:, op_id])
+        if flip:
+            _apply_to(x, p['flip'], lambda v: v.flip(-1))
+        self.color_jitter(x, params)
         _apply_to(x, p['gray'], lambda v: _gray(v).expand_as(v))
         kernel = self.blur_kernel
         _apply_to(x, p['blur'], lambda v, sigma: gaussian_blur(v, sigma, kernel), p['sigma'])
         threshold = self.aug.solarize_threshold / 255.0
-        _apply_to(x, p['solarize'], lambda v: torch.where(v >= threshold, 1.0 - v, v))
+        _apply_to(x, p['solarize'], lambda v: solarize(v, threshold))
         return x
 
-    def normalize(self, x: Tensor, out: Optional[Tensor] = None) -> Tensor:
+    def normalize(self, x: Tensor, out: Optional[Tensor] = None,
+                  order: Optional[Tensor] = None) -> Tensor:
         """``(255 x - mean) / std`` per channel.
 
         Args:
-            x (Tensor): (N, 3, h, w) in [0, 1].
+            x (Tensor): (N, 3, h, w) in [0, 1]; overwritten.
             out (Tensor, optional): where to write. Defaults to None (a new tensor).
+            order (Tensor, optional): (N,) row ``j`` of ``x`` goes to row ``order[j]``.
+                Defaults to None: row ``j``.
 
         Returns:
             Tensor: the normalised views.
         """
-        std = torch.tensor(self.aug.std, device=x.device).view(1, 3, 1, 1)
-        mean = torch.tensor(self.aug.mean, device=x.device).view(1, 3, 1, 1)
-        # mul + add_ measured 2x faster than one addcmul with broadcast factors on CPU.
-        return torch.mul(x, 255.0 / std, out=out).sub_(mean / std)
+        # Per channel with Python scalars, in place: a (1, 3, 1, 1) broadcast into a fresh
+        # tensor measured several times slower on CPU.
+        for c in range(3):
+            scale = 255.0 / self.aug.std[c]
+            x[:, c].mul_(scale).sub_(self.aug.mean[c] / self.aug.std[c])
+        if order is None:
+            return x if out is None else out.copy_(x)
+        out = torch.empty_like(x) if out is None else out
+        return out.index_copy_(0, order.to(x.device), x)
+
+    def jitter_sort_order(self, params: Dict[str, Tensor]) -> Tensor:
+        """A permutation of the views that puts each jitter order's views in one run.
+
+        Args:
+            params (dict): from ``sample_params``.
+
+        Returns:
+            Tensor: (N,) int64 on the CPU: row ``j`` of the sorted views is view ``order[j]``.
+        """
+        return _order_codes(params['order'], params['jitter']).argsort(stable=True)
 
     def __call__(self, images: Tensor, src_hw: Tensor, work_hw: Optional[Tensor] = None,
                  crops_per_image: int = 1, params: Optional[Dict[str, Tensor]] = None,
@@ -383,8 +508,18 @@ class BatchViewAugmentation:
         if params is None:
             params = self.sample_params(hw[:, 0], hw[:, 1])
         boxes = to_working_boxes(params['boxes'], hw, work_hw)
-        views = resample_crops(images, boxes, crops_per_image, self.size, resample)
-        return self.normalize(self.photometric(views, params), out=out), params
+        if resample == 'loop':
+            # Crops made in jitter-order groups: the jitter then works on slices, in place;
+            # the normalisation writes each view back to its own row.
+            order = self.jitter_sort_order(params)
+            ordered = {key: value[order] for key, value in params.items()}
+            views = resample_crops(images, boxes, crops_per_image, self.size, resample,
+                                   flip=params['flip'], order=order)
+            views = self.photometric(views, ordered, flip=False)
+            return self.normalize(views, out=out, order=order), params
+        views = resample_crops(images, boxes, crops_per_image, self.size, resample,
+                               flip=params['flip'])
+        return self.normalize(self.photometric(views, params, flip=False), out=out), params
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self.aug!r})'

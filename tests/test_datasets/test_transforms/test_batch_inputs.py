@@ -22,12 +22,13 @@ def test_images_keep_their_pixels_in_the_canvas_unless_too_large():
     assert np.array_equal(out['bg_img'][:90, :160], bg) and (out['bg_img'][90:] == 0).all()
     packed = TRANSFORMS.build(dict(type='PackSAIPImages'))(out)
     inputs = packed['inputs']
-    assert inputs['img'].dtype == torch.uint8 and inputs['img'].shape == (3, 64, 32)
-    assert torch.equal(inputs['img'], torch.from_numpy(out['img']).permute(2, 0, 1))
+    # Channels last as decoded: no transpose in the workers.
+    assert inputs['img'].dtype == torch.uint8 and inputs['img'].shape == (64, 32, 3)
+    assert torch.equal(inputs['img'], torch.from_numpy(out['img']))
     assert inputs['img_hw'].tolist() == [600, 280] and inputs['bg_img_hw'].tolist() == [90, 160]
     assert inputs['img_work_hw'].tolist() == [64, 30]
     assert inputs['bg_img_work_hw'].tolist() == [90, 160]
-    assert inputs['bg_img'].shape == (3, 100, 200)
+    assert inputs['bg_img'].shape == (100, 200, 3)
     assert packed['data_samples'].img_path == 'p.jpg'
     assert packed['data_samples'].bg_img_path == 's.jpg'
 

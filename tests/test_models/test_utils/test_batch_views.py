@@ -9,9 +9,10 @@ from PIL import Image
 from saip_mm.datasets.transforms import ViewAugmentation, sample_crop_box
 from saip_mm.models.utils.batch_views import (BatchViewAugmentation, adjust_brightness,
                                               adjust_contrast, adjust_hue, adjust_saturation,
-                                              blend_patches, box_masks, place_patches,
-                                              resample_crops, resample_weights,
-                                              sample_crop_boxes, to_working_boxes)
+                                              blend_patches, box_masks, gaussian_blur,
+                                              gaussian_kernels, place_patches, resample_crops,
+                                              resample_weights, sample_crop_boxes, solarize,
+                                              to_working_boxes)
 
 
 def boxes_stats(boxes, height, width):
@@ -95,6 +96,42 @@ def test_resample_is_pil_crop_then_bicubic_resize(mode):
         assert np.abs(out[i].numpy() * 255 - ref).max() <= 1.0 + 1e-3
 
 
+@pytest.mark.parametrize('mode', ['matmul', 'loop'])
+def test_resample_flips_and_orders_its_crops(mode):
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (2, 3, 40, 30), dtype=torch.uint8, generator=gen)
+    boxes = torch.tensor([[3, 5, 25, 38], [0, 0, 30, 40], [10, 10, 20, 30], [1, 2, 29, 33]])
+    plain = resample_crops(images, boxes, 2, (16, 8), mode)
+    flip = torch.tensor([True, False, False, True])
+    order = torch.tensor([2, 0, 3, 1])
+    # Channels-last canvases (the packed batch's layout) give the same crops.
+    out = resample_crops(images.contiguous(memory_format=torch.channels_last), boxes, 2,
+                         (16, 8), mode, flip=flip, order=order)
+    expected = torch.where(flip.view(-1, 1, 1, 1), plain.flip(-1), plain)[order]
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_cpu_blur_is_kornias_gaussian_blur():
+    from kornia.filters import gaussian_blur2d
+    x = torch.rand(3, 3, 20, 12, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.1, 1.0, 2.0])
+    kornia = gaussian_blur2d(x, (13, 13), sigma[:, None].expand(-1, 2), border_type='replicate')
+    assert torch.allclose(gaussian_blur(x, sigma, 13), kornia, atol=1e-6)
+    weights = gaussian_kernels(torch.tensor([1.0]), 5)[0]
+    expected = torch.exp(-torch.tensor([4.0, 1.0, 0.0, 1.0, 4.0]) / 2)
+    assert torch.allclose(weights, expected / expected.sum())
+    # Edges replicated: a constant image stays constant up to the border.
+    assert torch.allclose(gaussian_blur(torch.full((1, 3, 9, 7), 0.4), sigma[2:], 13),
+                          torch.full((1, 3, 9, 7), 0.4))
+
+
+def test_solarize_is_the_where_form_bit_for_bit():
+    threshold = 128 / 255
+    x = torch.cat([torch.rand(1000, generator=torch.Generator().manual_seed(0)),
+                   torch.tensor([0.0, 1.0, threshold, 0.5, 0.502])])
+    assert torch.equal(solarize(x, threshold), torch.where(x >= threshold, 1 - x, x))
+
+
 def test_jitter_ops_follow_torchvision_formulas():
     x = torch.tensor([0.2, 0.5, 0.9]).view(1, 3, 1, 1).expand(2, 3, 2, 2).clone()
     gray = 0.299 * 0.2 + 0.587 * 0.5 + 0.114 * 0.9
@@ -160,6 +197,28 @@ def test_jitter_runs_in_each_views_own_order():
     second = adjust_brightness(adjust_contrast(x[1:], f[1:]), f[:1])
     assert torch.allclose(out[:1], first) and torch.allclose(out[1:], second)
     assert not torch.allclose(first, second)  # the order matters (clamping at 1)
+
+
+def test_jitter_groups_that_are_not_runs_are_gathered():
+    aug = BatchViewAugmentation(ViewAugmentation((4, 3), (1, 1), (1, 1), jitter_prob=1.0))
+    x = torch.rand(4, 3, 4, 3, generator=torch.Generator().manual_seed(0))
+    factors = torch.tensor([[1.4, 0.7, 1.3, 0.1], [0.8, 1.2, 0.6, -0.2],
+                            [0.9, 1.5, 1.1, 0.05], [1.2, 0.9, 0.5, -0.1]])
+    # Rows 0 and 2 share an order (a gathered group), row 1 has its own, row 3 is unjittered.
+    order = torch.tensor([[3, 0, 1, 2], [0, 1, 2, 3], [3, 0, 1, 2], [1, 2, 3, 0]])
+    jitter = torch.tensor([True, True, True, False])
+    out = aug.color_jitter(x.clone(), dict(jitter=jitter, order=order, factors=factors))
+    ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+    for i in range(3):
+        expected = x[i:i + 1]
+        for op_id in order[i].tolist():
+            expected = ops[op_id](expected, factors[i:i + 1, op_id])
+        assert torch.allclose(out[i:i + 1], expected, atol=1e-6), i
+    assert torch.equal(out[3], x[3])
+    # The loop resampler's order puts each jitter order in one run, unjittered views first.
+    sorted_codes = order[aug.jitter_sort_order(dict(order=order, jitter=jitter))]
+    assert sorted_codes[0].tolist() == [1, 2, 3, 0]
+    assert torch.equal(sorted_codes[-2], sorted_codes[-1])
 
 
 def test_patches_sit_side_by_side_and_masks_cover_them_exactly():
