@@ -224,7 +224,10 @@ def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
 
 def adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
     """torchvision's contrast: blend with the mean of the grayscale image."""
-    mean = _gray(x).mean((-3, -2, -1), keepdim=True)
+    # The mean of the luma is the luma of the channel means: one reduction, no grey image.
+    means = x.mean((-2, -1))
+    mean = (means[:, 0] * _LUMA[0] + means[:, 1] * _LUMA[1] + means[:, 2] * _LUMA[2])
+    mean = mean.view(-1, 1, 1, 1)
     return torch.lerp(mean.expand_as(x), x, factor.view(-1, 1, 1, 1)).clamp_(0, 1)
 
 

@@ -150,6 +150,21 @@ def test_jitter_ops_follow_torchvision_formulas():
     assert torch.allclose(adjust_hue(x, torch.tensor([0.0, 1.0])), x, atol=1e-6)
 
 
+def test_jitter_ops_match_torchvision_on_images():
+    import torchvision.transforms.functional as TF
+    x = torch.rand(3, 3, 16, 8, generator=torch.Generator().manual_seed(2))
+    factor = torch.tensor([0.6, 1.0, 1.4])
+    for ours, theirs in ((adjust_brightness, TF.adjust_brightness),
+                         (adjust_contrast, TF.adjust_contrast),
+                         (adjust_saturation, TF.adjust_saturation)):
+        expected = torch.stack([theirs(x[i], factor[i].item()) for i in range(3)])
+        # torchvision's luma uses 0.2989 for red where PIL (and we) use 0.299.
+        assert torch.allclose(ours(x, factor), expected, atol=1e-4), ours.__name__
+    shift = torch.tensor([0.1, -0.3, 0.5])
+    expected = torch.stack([TF.adjust_hue(x[i], shift[i].item()) for i in range(3)])
+    assert torch.allclose(adjust_hue(x, shift), expected, atol=1e-5)
+
+
 def test_hue_rotation_is_colorsys_hsv():
     x = torch.rand(3, 3, 5, 4, generator=torch.Generator().manual_seed(0))
     shift = torch.tensor([0.1, -0.07, 0.5])
