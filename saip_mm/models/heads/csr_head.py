@@ -152,13 +152,18 @@ class CSRHead(BaseModule):
         grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
         # Only removed patches enter the loss: decode those (the same count in every sample,
         # L - n_keep), and score them against the same patches of the target.
-        B, L = mask.shape
+        L = mask.shape[1]
         removed = mask.bool()
         n_removed = L - ids_keep.shape[1]
-        if not bool((removed.sum(dim=1) == n_removed).all()):
-            raise ValueError(f'CSRHead.loss: every sample must remove L - n_keep = {n_removed} '
-                             f'patches, got {removed.sum(dim=1).tolist()}')
-        ids_pred = removed.nonzero()[:, 1].reshape(B, n_removed)  # ascending grid order
+        counts_ok = (removed.sum(dim=1) == n_removed).all()
+        message = f'CSRHead.loss: every sample must remove L - n_keep = {n_removed} patches'
+        if mask.device.type == 'cuda':
+            torch._assert_async(counts_ok, message)  # no host sync in the training step
+        elif not bool(counts_ok):
+            raise ValueError(f'{message}, got {removed.sum(dim=1).tolist()}')
+        # The removed patches in ascending grid order, without nonzero()'s host sync: a stable
+        # sort puts the zeros of ~removed first, each in index order.
+        ids_pred = (~removed).to(torch.uint8).argsort(dim=1, stable=True)[:, :n_removed]
         pred = self(masked_tokens, anchor_cls, ids_keep, grid, ids_pred=ids_pred)
         target = take_rows(self.construct_target(images), ids_pred)
         return dict(loss_csr=self.loss_module(pred, target, torch.ones_like(ids_pred)))

@@ -53,3 +53,13 @@ def test_defaults_are_the_reference_recipe():
     assert len(head.blocks) == 8 and head.blocks[0].attn.num_heads == 16
     assert head.pos_embed.shape == (1, 1 + 128, 512)
     assert head.pred.out_features == 16 * 16 * 3
+
+
+def test_loss_names_a_mask_that_does_not_match_the_kept_tokens():
+    import pytest
+    head = CSRHead(in_channels=8, embed_dims=16, depth=1, num_heads=2, anchor_grid=(2, 1))
+    ids_keep = torch.tensor([[0], [1]])
+    mask = torch.tensor([[0., 1.], [0., 0.]])  # sample 1 removes nothing
+    with pytest.raises(ValueError, match=r'remove L - n_keep = 1 patches, got \[1, 0\]'):
+        head.loss(torch.randn(2, 2, 8), torch.randn(2, 8), ids_keep, mask,
+                  torch.randn(2, 3, 32, 16))
