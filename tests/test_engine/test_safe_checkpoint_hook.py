@@ -227,3 +227,35 @@ def test_kill_9_during_a_save_then_resume(toy_images, tmp_path):
     assert 'Removed iter_3.pth.partial, a checkpoint a previous run did not finish writing.' in log
     assert _checkpoint_files(work) == ['iter_4.pth', 'last_checkpoint']
     assert torch.load(work / 'iter_4.pth')['meta']['iter'] == 4
+
+
+def test_a_kill_while_writing_a_new_best_keeps_the_previous_best(toy_images, tmp_path,
+                                                                 monkeypatch):
+    runner = _train(tmp_path / 'best', toy_images, 'SafeCheckpointHook', max_iters=2)
+    hook = next(h for h in runner.hooks if isinstance(h, SafeCheckpointHook))
+    hook.__init__(interval=1, by_epoch=False, max_keep_ckpts=1, save_best='acc', rule='greater')
+    hook.before_train(runner)
+    hook.after_val_epoch(runner, metrics={'acc': 0.5})
+    first = Path(runner.message_hub.get_info('best_ckpt'))
+    assert first.name == 'best_acc_iter_2.pth' and first.is_file()
+    state = torch.load(first, map_location='cpu', weights_only=False)['state_dict']
+    # A better score at a later iteration, killed while its best checkpoint is half written.
+    runner.train_loop._iter = 3
+    for name in ('best_acc_iter_3.pth.partial', 'best_acc_iter_3.pth'):  # aside, or in place
+        monkeypatch.setattr(LocalBackend, 'put', _half_write_then_die(name))
+    with pytest.raises(Killed):
+        hook.after_val_epoch(runner, metrics={'acc': 0.7})
+    assert first.is_file()  # the stock hook has deleted it by now
+    loaded = torch.load(first, map_location='cpu', weights_only=False)['state_dict']
+    assert loaded.keys() == state.keys()
+    assert not (first.parent / 'best_acc_iter_3.pth').exists()
+    monkeypatch.undo()
+    # A resumed run (its message hub as the last checkpoint saved it) clears the half-written
+    # file; a completed new best then replaces the old one.
+    runner.message_hub.update_info('best_ckpt', str(first))
+    runner.message_hub.update_info('best_score', 0.5)
+    hook.__init__(interval=1, by_epoch=False, max_keep_ckpts=1, save_best='acc', rule='greater')
+    hook.before_train(runner)
+    assert not (first.parent / 'best_acc_iter_3.pth.partial').exists()
+    hook.after_val_epoch(runner, metrics={'acc': 0.7})
+    assert (first.parent / 'best_acc_iter_3.pth').is_file() and not first.exists()

@@ -73,7 +73,9 @@ class SafeCheckpointHook(CheckpointHook):
     with its defaults. Atomic renames need a local ``out_dir``; with another storage backend
     (``backend_args``/``file_client_args``) the checkpoint is written under its final name, but
     old checkpoints are still deleted only after the new one and ``last_checkpoint`` are written.
-    Best checkpoints (``save_best``) are written the stock way.
+    Best checkpoints (``save_best``) go through the stock logic with the same order: the new
+    best is written aside and renamed, and only then is the previous best deleted (the stock
+    hook deletes it first, so a kill in between leaves no best checkpoint at all).
     """
 
     def before_train(self, runner) -> None:
@@ -83,8 +85,8 @@ class SafeCheckpointHook(CheckpointHook):
             return
         if osp.isdir(self.out_dir):
             pattern = re.compile(
-                '^' + r'\d+'.join(re.escape(part) for part in
-                                  re.split(r'\{[^{}]*\}', self.filename_tmpl)) +
+                '^(best_.*_)?' + r'\d+'.join(re.escape(part) for part in
+                                             re.split(r'\{[^{}]*\}', self.filename_tmpl)) +
                 re.escape(PARTIAL_SUFFIX) + '$')
             for name in sorted(os.listdir(self.out_dir)):
                 if pattern.match(name):
@@ -108,6 +110,42 @@ class SafeCheckpointHook(CheckpointHook):
             self.file_backend.remove(path)
         elif self.file_backend.isdir(path):  # checkpoints saved by deepspeed are folders
             self.file_backend.rmtree(path)
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        """The stock best-checkpoint logic, with the new best written before the old goes."""
+        if not (is_main_process() and self._is_local()):
+            super()._save_best_checkpoint(runner, metrics)
+            return
+        backend, save, remove = self.file_backend, runner.save_checkpoint, self.file_backend.remove
+        deferred, written = [], set()
+
+        def is_best(path: str) -> bool:  # MMEngine names them best_<key>_<checkpoint name>
+            return osp.basename(path).startswith('best_')
+
+        def remove_later(path):
+            deferred.append(path) if is_best(path) else remove(path)
+
+        def save_aside(out_dir, filename, *args, **kwargs):
+            if not is_best(filename):  # the regular save that follows has its own safety
+                return save(out_dir, filename, *args, **kwargs)
+            save(out_dir, filename + PARTIAL_SUFFIX, *args, **kwargs)
+            path = osp.join(out_dir, filename)
+            _fsync_file(path + PARTIAL_SUFFIX)
+            os.replace(path + PARTIAL_SUFFIX, path)
+            _fsync_dir(out_dir)
+            written.add(osp.abspath(path))
+
+        # Instance attributes shadow the methods for this call only.
+        backend.remove = remove_later
+        runner.save_checkpoint = save_aside
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+        finally:
+            del backend.remove
+            del runner.save_checkpoint
+        for path in deferred:  # the previous best, now that the new one is complete
+            if osp.abspath(path) not in written and backend.isfile(path):
+                backend.remove(path)
 
     def _save_checkpoint_with_step(self, runner, step: int, meta: Optional[dict]) -> None:
         """Save the checkpoint of ``step`` safely (see the class docstring for the order)."""
