@@ -5,8 +5,7 @@ import torch
 from mmengine.model import BaseDataPreprocessor
 
 from mmpretrain.registry import MODELS
-
-SAIP_VIEW_KEYS = ('g1', 'g2', 'locals', 'region', 'reference', 'instance_mask', 'roi_mask')
+from ..datasets.transforms.formatting import SAIP_VIEW_KEYS  # noqa: F401  (one definition)
 
 
 @MODELS.register_module()
