@@ -108,13 +108,28 @@ def test_end_to_end_two_methods_two_seeds_and_resume(tool, person_folder, market
         tool.main(longer)
 
 
-def test_finished_run_from_another_split_is_refused(tool, tmp_path):
-    done = dict(_run('saip', 0, 30.0, 40.0), eval=dict(data_root='data/other/reid'))
-    settings = dict(iters=2, batch=2, eval_root='data/vtest/reid')
+def test_finished_run_from_another_split_or_recipe_is_refused(tool, tmp_path):
+    settings = dict(iters=2, batch=2, eval_root='data/vtest/reid', lr=2.5e-4, n_local=4,
+                    data_root='data/vtest/persons.txt', background='data/vtest/frames.txt')
+    done = dict(_run('saip', 0, 30.0, 40.0), eval=dict(data_root='data/other/reid'),
+                training=tool.training_record('saip', settings, []))
+    path = tmp_path / 'result.json'
     with pytest.raises(SystemExit, match='evaluated on data/other/reid'):
-        tool.check_finished_run(done, settings, tmp_path / 'result.json')
+        tool.check_finished_run(done, settings, path)
     done['eval']['data_root'] = 'data/vtest/reid'
-    assert tool.check_finished_run(done, settings, tmp_path / 'result.json') is done
+    assert tool.check_finished_run(done, settings, path) is done
+    # Another learning rate, other --cfg-options, or a run that recorded nothing: refused.
+    with pytest.raises(SystemExit, match=r"trained with \{'lr': 0.00025\}, but this comparison "
+                                         r"trains with \{'lr': 0.001\}"):
+        tool.check_finished_run(done, dict(settings, lr=1e-3), path)
+    with pytest.raises(SystemExit, match='cfg_options'):
+        tool.check_finished_run(done, settings, path, ['model.mask_ratio=0.5'])
+    with pytest.raises(SystemExit, match='not recorded'):
+        tool.check_finished_run({k: v for k, v in done.items() if k != 'training'}, settings,
+                                path)
+    random = dict(_run('random', 0, 20.0, 25.0), iters=0, batch=0, training={},
+                  eval=dict(data_root='data/vtest/reid'))
+    assert tool.check_finished_run(random, dict(settings, lr=1e-3), path) is random
 
 
 def test_refuses_foreign_non_empty_work_dir(tool, tmp_path):

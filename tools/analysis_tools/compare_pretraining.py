@@ -303,6 +303,14 @@ def _run_logged(cmd: List[str], log_path: Path) -> None:
                            '\n'.join(tail))
 
 
+def training_record(method: str, settings: dict, cfg_options: Optional[List[str]]) -> dict:
+    """What a trained run's result depends on besides iterations and batch (none for random)."""
+    if method == 'random':
+        return {}
+    return dict(lr=settings['lr'], n_local=settings['n_local'], data_root=settings['data_root'],
+                background=settings.get('background'), cfg_options=list(cfg_options or []))
+
+
 def run_one(method: str, seed: int, settings: dict, run_dir: Path, cfg_options: List[str],
             keep_checkpoints: bool = False) -> dict:
     """Pretrain (subprocess), export and evaluate one method under one seed; return its result."""
@@ -348,7 +356,8 @@ def run_one(method: str, seed: int, settings: dict, run_dir: Path, cfg_options: 
     if bad:
         raise RuntimeError(f'{method} seed {seed}: non-finite {bad} (log: {log_path})')
     result = dict(method=method, seed=seed, iters=iters, batch=batch, images_seen=iters * batch,
-                  wall_s=wall, metrics=metrics,
+                  training=training_record(method, settings, cfg_options), wall_s=wall,
+                  metrics=metrics,
                   backbone=None if backbone is None else str(backbone),
                   eval=dict((k, report[k]) for k in ('data_root', 'num_query', 'num_gallery',
                                                      'num_identities')))
@@ -359,8 +368,10 @@ def run_one(method: str, seed: int, settings: dict, run_dir: Path, cfg_options: 
 
 
 # ------------------------------------------------------------------ the comparison
-def check_finished_run(result: dict, settings: dict, path: Path) -> dict:
-    """A finished run is reused only under the same budget and evaluation split.
+def check_finished_run(result: dict, settings: dict, path: Path,
+                       cfg_options: Optional[List[str]] = None) -> dict:
+    """A finished run is reused only under the same budget, training settings (learning rate,
+    local views, data, ``--cfg-options``) and evaluation split.
 
     Raises:
         SystemExit: naming the result file and the field that differs (a table mixing
@@ -374,6 +385,14 @@ def check_finished_run(result: dict, settings: dict, path: Path) -> dict:
             raise SystemExit(f'{path}: a finished run with {key}={result.get(key)}, but this '
                              f'comparison asks for {key}={want}; use another --work-dir (or '
                              f'move that run away) so the table compares equal budgets')
+    want = training_record(result['method'], settings, cfg_options)
+    have = result.get('training')
+    if have != want:
+        differ = sorted(k for k in want if (have or {}).get(k, '<missing>') != want[k])
+        raise SystemExit(f'{path}: a finished run trained with '
+                         f'{ {k: (have or {}).get(k, "<not recorded>") for k in differ} }, but '
+                         f'this comparison trains with { {k: want[k] for k in differ} }; use '
+                         f'another --work-dir (or move that run away)')
     if result.get('eval', {}).get('data_root') != settings['eval_root']:
         raise SystemExit(f'{path}: evaluated on {result.get("eval", {}).get("data_root")}, but '
                          f'this comparison evaluates on {settings["eval_root"]}; use another '
@@ -419,7 +438,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         run_dir = work_dir / method / f'seed{seed}'
         done = run_dir / 'result.json'
         if done.is_file():
-            runs.append(check_finished_run(json.loads(done.read_text()), settings, done))
+            runs.append(check_finished_run(json.loads(done.read_text()), settings, done,
+                                           args.cfg_options))
             _log(f'run {i}/{len(plan)} {method} seed {seed}: done before, skipped ({done})')
             continue
         left = len(plan) - i + 1
