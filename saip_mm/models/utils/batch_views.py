@@ -180,7 +180,7 @@ def resample_crops(images: Tensor, boxes: Tensor, crops_per_image: int, size: Se
     if mode == 'loop':
         src = images.contiguous(memory_format=torch.channels_last)
         box_list = boxes.tolist()
-        out = torch.empty(n, 3, out_h, out_w)
+        out = torch.empty(n, 3, out_h, out_w, device=images.device)
         for j, i in enumerate(range(n) if order is None else order.tolist()):
             x1, y1, x2, y2 = box_list[i]
             crop = F.interpolate(src[i // crops_per_image, None, :, y1:y2, x1:x2],
