@@ -162,7 +162,8 @@ def test_region_reference_and_masks_follow_the_rules():
     # Blending checked at a pixel: the background view is rebuilt from its parameters.
     aug = pre.reference_aug
     background, _ = aug(collated['bg_img'], collated['bg_img_hw'], collated['bg_img_work_hw'],
-                        params=out['params']['reference'], resample='loop')
+                        params=out['params']['reference'], resample='loop',
+                        photometric='opencv')  # what 'auto' picks on a CPU
     x1, y1 = roi_box[0, :2].tolist()
     i1, j1 = instance_box[0, :2].tolist()
     assert out['reference'][0, 1, y1 + 5, x1 + 7].item() == pytest.approx(
@@ -206,6 +207,8 @@ def test_bad_arguments_and_inputs_are_named():
         MODELS.build(dict(type='SAIPBatchViewsPreprocessor', resize_mode='area'))
     with pytest.raises(ValueError, match='resample'):
         MODELS.build(dict(type='SAIPBatchViewsPreprocessor', resample='grid'))
+    with pytest.raises(ValueError, match='photometric'):
+        MODELS.build(dict(type='SAIPBatchViewsPreprocessor', photometric='kornia'))
     with pytest.raises(ValueError, match='chunk_size'):
         MODELS.build(dict(type='SAIPBatchViewsPreprocessor', chunk_size=0))
     with pytest.raises(ValueError, match='blur_prob'):

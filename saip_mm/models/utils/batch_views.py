@@ -22,10 +22,11 @@ for a whole batch of decoded uint8 images on the model's device (see
   clamped after each op, random order per image).
 - Gaussian blur: ``kornia.filters.gaussian_blur2d`` with a per-sample sigma on GPUs; on a
   CPU a hand-written separable blur with kornia's kernels (measured faster there).
-- CPU layout: the crops are made in groups of equal jitter order (so the jitter works on
-  slices in place), flipped as small uint8 crops, read from channels-last canvases
-  without a copy, and normalised per channel in place; each view is written back to its
-  own row at the end, so the output does not depend on these choices.
+- photometric steps on a CPU (``photometric='opencv'``, the CPU default): one view at a time
+  with OpenCV/NumPy on float32, the same formulas (equal within 1e-6), measured 2-3x faster
+  there than the tensor ops, whose many passes over the batch leave the cache.
+- CPU layout: crops read from channels-last canvases without a copy, flipped as small uint8
+  crops, normalised per channel in place.
 
 All random parameters come from torch's global generator (CPU), seeded by MMEngine's
 ``randomness=dict(seed=...)``, so a run is reproducible on any device.
@@ -33,6 +34,7 @@ All random parameters come from torch's global generator (CPU), seeded by MMEngi
 import math
 from typing import Dict, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -40,6 +42,7 @@ from torch import Tensor
 # ITU-R 601-2 luma, as PIL's 'L' conversion and torchvision's rgb_to_grayscale.
 _LUMA = (0.299, 0.587, 0.114)
 RESAMPLE_MODES = ('matmul', 'loop', 'auto')
+PHOTOMETRIC_BACKENDS = ('torch', 'opencv', 'auto')
 
 
 def sample_crop_boxes(heights: Tensor, widths: Tensor, scale: Sequence[float],
@@ -152,8 +155,7 @@ def resample_weights(start: Tensor, end: Tensor, in_size: int, out_size: int,
 
 
 def resample_crops(images: Tensor, boxes: Tensor, crops_per_image: int, size: Sequence[int],
-                   mode: str = 'matmul', flip: Optional[Tensor] = None,
-                   order: Optional[Tensor] = None) -> Tensor:
+                   mode: str = 'matmul', flip: Optional[Tensor] = None) -> Tensor:
     """Crop and resize every box of every image (antialiased bicubic, PIL's filter).
 
     Args:
@@ -168,8 +170,6 @@ def resample_crops(images: Tensor, boxes: Tensor, crops_per_image: int, size: Se
         flip (Tensor, optional): (B * crops_per_image,) bool: mirror these crops
             horizontally (free here: reversed weights, or a flip of the small uint8 crop).
             Defaults to None: none.
-        order (Tensor, optional): (B * crops_per_image,) permutation: output row ``j`` is crop
-            ``order[j]``. Defaults to None: image-major.
 
     Returns:
         Tensor: (B * crops_per_image, 3, h, w) float32 in [0, 1].
@@ -181,14 +181,13 @@ def resample_crops(images: Tensor, boxes: Tensor, crops_per_image: int, size: Se
         src = images.contiguous(memory_format=torch.channels_last)
         box_list = boxes.tolist()
         out = torch.empty(n, 3, out_h, out_w, device=images.device)
-        for j, i in enumerate(range(n) if order is None else order.tolist()):
-            x1, y1, x2, y2 = box_list[i]
+        for i, (x1, y1, x2, y2) in enumerate(box_list):
             crop = F.interpolate(src[i // crops_per_image, None, :, y1:y2, x1:x2],
                                  size=(out_h, out_w), mode='bicubic', antialias=True,
                                  align_corners=False)
             if images.dtype != torch.uint8:
                 crop = crop.clamp_(0, 255)
-            out[j].copy_(crop[0].flip(-1) if flips[i] else crop[0])  # cast to float here
+            out[i].copy_(crop[0].flip(-1) if flips[i] else crop[0])  # cast to float here
         return out.div_(255.0)
     if mode != 'matmul':
         raise ValueError(f'resample_crops: `mode` must be one of {RESAMPLE_MODES[:2]}, '
@@ -207,8 +206,6 @@ def resample_crops(images: Tensor, boxes: Tensor, crops_per_image: int, size: Se
     tmp = tmp.permute(0, 3, 2, 1, 4).reshape(n, height, channels * out_w)  # (N, H, C*w)
     out = torch.bmm(wy, tmp).view(n, out_h, channels, out_w)  # (N, h, C, w)
     out = out.permute(0, 2, 1, 3).contiguous()
-    if order is not None:
-        out = out.index_select(0, order.to(out.device))
     return out.clamp_(0, 255).round_().div_(255.0)
 
 
@@ -317,6 +314,93 @@ def solarize(x: Tensor, threshold: float) -> Tensor:
     return torch.lerp(x, 1.0 - x, weight)
 
 
+def _cv_gray(view: np.ndarray) -> np.ndarray:
+    """(3, h, w) float32 -> (h, w) luma."""
+    import cv2
+    luma = cv2.addWeighted(view[0], _LUMA[0], view[1], _LUMA[1], 0.0)
+    return cv2.scaleAdd(view[2], _LUMA[2], luma)
+
+
+def _cv_clamp(view: np.ndarray, low: bool = True) -> None:
+    import cv2
+    flat = view.reshape(-1, view.shape[-1])
+    cv2.min(flat, 1.0, dst=flat)
+    if low:
+        cv2.max(flat, 0.0, dst=flat)
+
+
+def _cv_brightness(view: np.ndarray, factor: float) -> None:
+    np.multiply(view, factor, out=view)
+    _cv_clamp(view, low=False)  # factor >= 0 and view >= 0: nothing below 0
+
+
+def _cv_contrast(view: np.ndarray, factor: float) -> None:
+    import cv2
+    mean = float(np.dot(view.reshape(3, -1).sum(1, dtype=np.float64), _LUMA)) / view[0].size
+    flat = view.reshape(-1, view.shape[-1])
+    cv2.addWeighted(flat, factor, flat, 0.0, (1.0 - factor) * mean, dst=flat)
+    _cv_clamp(view)
+
+
+def _cv_saturation(view: np.ndarray, factor: float) -> None:
+    import cv2
+    luma = _cv_gray(view)
+    for c in range(3):
+        cv2.addWeighted(view[c], factor, luma, 1.0 - factor, 0.0, dst=view[c])
+    _cv_clamp(view)
+
+
+def _cv_hue(view: np.ndarray, shift: float) -> None:
+    import cv2
+    hsv = cv2.cvtColor(cv2.merge([view[0], view[1], view[2]]), cv2.COLOR_RGB2HSV)
+    # Hue in degrees; OpenCV's HSV->RGB wraps hues in [360, 720) but not negative ones.
+    hue = hsv[..., 0]
+    np.add(hue, (shift % 1.0) * 360.0, out=hue)
+    view[:] = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).transpose(2, 0, 1)
+
+
+def photometric_opencv(x: Tensor, params: Dict[str, Tensor], enabled: Sequence[bool],
+                       blur_kernel: int, threshold: float) -> Tensor:
+    """The photometric steps (no flip) one view at a time with OpenCV/NumPy, in place.
+
+    The formulas of the tensor ops (``adjust_*``, ``gaussian_blur``, ``solarize``) on float32,
+    so the two agree within 1e-6; on a CPU this measured 2-3x faster than the tensor ops,
+    which make many passes over views that leave the cache (OpenCV's colour conversion and
+    separable filter make one).
+
+    Args:
+        x (Tensor): (N, 3, h, w) float32 in [0, 1], contiguous, on the CPU.
+        params (dict): from ``BatchViewAugmentation.sample_params``.
+        enabled (Sequence[bool]): which of brightness, contrast, saturation, hue jitter.
+        blur_kernel (int): odd blur kernel size.
+        threshold (float): solarisation threshold in [0, 1].
+
+    Returns:
+        Tensor: ``x``.
+    """
+    import cv2
+    if x.device.type != 'cpu' or x.dtype != torch.float32 or not x.is_contiguous():
+        raise ValueError(f'photometric_opencv: views must be contiguous CPU float32, got '
+                         f'{x.dtype} on {x.device}')
+    ops = (_cv_brightness, _cv_contrast, _cv_saturation, _cv_hue)
+    p = {key: value.tolist() for key, value in params.items() if key != 'boxes'}
+    views = x.numpy()
+    for i, view in enumerate(views):
+        if p['jitter'][i]:
+            for op_id in p['order'][i]:
+                if enabled[op_id]:
+                    ops[op_id](view, p['factors'][i][op_id])
+        if p['gray'][i]:
+            view[:] = _cv_gray(view)
+        if p['blur'][i]:
+            for c in range(3):
+                cv2.GaussianBlur(view[c], (blur_kernel, blur_kernel), p['sigma'][i], dst=view[c],
+                                 borderType=cv2.BORDER_REPLICATE)
+        if p['solarize'][i]:
+            np.subtract(1.0, view, out=view, where=view >= threshold)
+    return x
+
+
 def _order_codes(order: Tensor, jitter: Tensor) -> Tensor:
     """(N,) int64 on the CPU: one code per permutation of the four jitter ops, -1 unjittered."""
     order, jitter = order.cpu(), jitter.cpu()
@@ -392,8 +476,8 @@ class BatchViewAugmentation:
         """Colour jitter in place: each jittered view runs the four ops in its own order.
 
         The views are taken one group per drawn order (at most 24): a group that is a
-        contiguous run of rows (``jitter_sort_order`` makes them so) is processed as a slice,
-        any other with one gather and one scatter.
+        contiguous run of rows is processed as a slice, any other with one gather and one
+        scatter.
 
         Args:
             x (Tensor): (N, 3, h, w) float in [0, 1].
@@ -424,7 +508,8 @@ class BatchViewAugmentation:
                 x.index_copy_(0, index, out)
         return x
 
-    def photometric(self, x: Tensor, params: Dict[str, Tensor], flip: bool = True) -> Tensor:
+    def photometric(self, x: Tensor, params: Dict[str, Tensor], flip: bool = True,
+                    backend: str = 'torch') -> Tensor:
         """Flip, jitter, grayscale, blur and solarise ``x`` in place (views in [0, 1]).
 
         Args:
@@ -432,30 +517,36 @@ class BatchViewAugmentation:
             params (dict): from ``sample_params`` (any device).
             flip (bool): apply the drawn flips (False when ``resample_crops`` did).
                 Defaults to True.
+            backend (str): 'torch' (tensor ops over the batch, any device) or 'opencv' (one
+                view at a time with OpenCV/NumPy, CPU float32 contiguous ``x`` only; the same
+                formulas, equal to the tensor ops within 1e-6). Defaults to 'torch'.
 
         Returns:
             Tensor: ``x``.
         """
+        if backend not in PHOTOMETRIC_BACKENDS[:2]:
+            raise ValueError(f'photometric: `backend` must be one of {PHOTOMETRIC_BACKENDS[:2]}, '
+                             f'got {backend!r}')
         p = {k: v.to(x.device) for k, v in params.items() if k != 'boxes'}
         if flip:
             _apply_to(x, p['flip'], lambda v: v.flip(-1))
+        threshold = self.aug.solarize_threshold / 255.0
+        if backend == 'opencv':
+            return photometric_opencv(x, params, [v > 0 for v in self.aug.color_jitter],
+                                      self.blur_kernel, threshold)
         self.color_jitter(x, params)
         _apply_to(x, p['gray'], lambda v: _gray(v).expand_as(v))
         kernel = self.blur_kernel
         _apply_to(x, p['blur'], lambda v, sigma: gaussian_blur(v, sigma, kernel), p['sigma'])
-        threshold = self.aug.solarize_threshold / 255.0
         _apply_to(x, p['solarize'], lambda v: solarize(v, threshold))
         return x
 
-    def normalize(self, x: Tensor, out: Optional[Tensor] = None,
-                  order: Optional[Tensor] = None) -> Tensor:
+    def normalize(self, x: Tensor, out: Optional[Tensor] = None) -> Tensor:
         """``(255 x - mean) / std`` per channel.
 
         Args:
             x (Tensor): (N, 3, h, w) in [0, 1]; overwritten.
-            out (Tensor, optional): where to write. Defaults to None (a new tensor).
-            order (Tensor, optional): (N,) row ``j`` of ``x`` goes to row ``order[j]``.
-                Defaults to None: row ``j``.
+            out (Tensor, optional): where to write. Defaults to None (``x`` itself).
 
         Returns:
             Tensor: the normalised views.
@@ -465,26 +556,12 @@ class BatchViewAugmentation:
         for c in range(3):
             scale = 255.0 / self.aug.std[c]
             x[:, c].mul_(scale).sub_(self.aug.mean[c] / self.aug.std[c])
-        if order is None:
-            return x if out is None else out.copy_(x)
-        out = torch.empty_like(x) if out is None else out
-        return out.index_copy_(0, order.to(x.device), x)
-
-    def jitter_sort_order(self, params: Dict[str, Tensor]) -> Tensor:
-        """A permutation of the views that puts each jitter order's views in one run.
-
-        Args:
-            params (dict): from ``sample_params``.
-
-        Returns:
-            Tensor: (N,) int64 on the CPU: row ``j`` of the sorted views is view ``order[j]``.
-        """
-        return _order_codes(params['order'], params['jitter']).argsort(stable=True)
+        return x if out is None else out.copy_(x)
 
     def __call__(self, images: Tensor, src_hw: Tensor, work_hw: Optional[Tensor] = None,
                  crops_per_image: int = 1, params: Optional[Dict[str, Tensor]] = None,
-                 resample: str = 'matmul',
-                 out: Optional[Tensor] = None) -> Tuple[Tensor, Dict[str, Tensor]]:
+                 resample: str = 'matmul', out: Optional[Tensor] = None,
+                 photometric: str = 'torch') -> Tuple[Tensor, Dict[str, Tensor]]:
         """Make ``crops_per_image`` views of each working image.
 
         Args:
@@ -499,6 +576,8 @@ class BatchViewAugmentation:
             resample (str): 'matmul' or 'loop' (see ``resample_crops``). Defaults to 'matmul'.
             out (Tensor, optional): (B * crops_per_image, 3, h, w) output buffer.
                 Defaults to None.
+            photometric (str): backend of the photometric steps, 'torch' or 'opencv' (see
+                :meth:`photometric`). Defaults to 'torch'.
 
         Returns:
             tuple[Tensor, dict]: the normalised views (B * crops_per_image, 3, h, w) and
@@ -511,18 +590,10 @@ class BatchViewAugmentation:
         if params is None:
             params = self.sample_params(hw[:, 0], hw[:, 1])
         boxes = to_working_boxes(params['boxes'], hw, work_hw)
-        if resample == 'loop':
-            # Crops made in jitter-order groups: the jitter then works on slices, in place;
-            # the normalisation writes each view back to its own row.
-            order = self.jitter_sort_order(params)
-            ordered = {key: value[order] for key, value in params.items()}
-            views = resample_crops(images, boxes, crops_per_image, self.size, resample,
-                                   flip=params['flip'], order=order)
-            views = self.photometric(views, ordered, flip=False)
-            return self.normalize(views, out=out, order=order), params
         views = resample_crops(images, boxes, crops_per_image, self.size, resample,
                                flip=params['flip'])
-        return self.normalize(self.photometric(views, params, flip=False), out=out), params
+        views = self.photometric(views, params, flip=False, backend=photometric)
+        return self.normalize(views, out=out), params
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self.aug!r})'

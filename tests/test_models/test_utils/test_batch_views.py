@@ -4,6 +4,7 @@ import colorsys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from saip_mm.datasets.transforms import ViewAugmentation, sample_crop_box
@@ -94,12 +95,11 @@ def test_resample_is_pil_crop_then_bicubic_resize_flipped_and_ordered(mode):
         ref = np.asarray(pil.resize((16, 32), Image.BICUBIC)).transpose(2, 0, 1)
         # Within one level of 255 of PIL (rounding of the intermediate pass).
         assert np.abs(out[i].numpy() * 255 - ref).max() <= 1.0 + 1e-3
-    # Flips and output order, from channels-last canvases (the packed batch's layout).
+    # Flips, from channels-last canvases (the packed batch's layout).
     flip = torch.tensor([True, False, False, True])
-    order = torch.tensor([2, 0, 3, 1])
     mirrored = resample_crops(images.contiguous(memory_format=torch.channels_last), boxes, 2,
-                              (32, 16), mode, flip=flip, order=order)
-    expected = torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)[order]
+                              (32, 16), mode, flip=flip)
+    expected = torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)
     assert torch.allclose(mirrored, expected, atol=1e-6)
 
 
@@ -222,10 +222,26 @@ def test_jitter_groups_that_are_not_runs_are_gathered():
             expected = ops[op_id](expected, factors[i:i + 1, op_id])
         assert torch.allclose(out[i:i + 1], expected, atol=1e-6), i
     assert torch.equal(out[3], x[3])
-    # The loop resampler's order puts each jitter order in one run, unjittered views first.
-    sorted_codes = order[aug.jitter_sort_order(dict(order=order, jitter=jitter))]
-    assert sorted_codes[0].tolist() == [1, 2, 3, 0]
-    assert torch.equal(sorted_codes[-2], sorted_codes[-1])
+
+
+@pytest.mark.parametrize('size,seed', [((256, 128), 0), ((128, 64), 1), ((224, 224), 2)])
+def test_opencv_photometric_backend_equals_the_tensor_ops(size, seed):
+    aug = BatchViewAugmentation(ViewAugmentation(size, (0.5, 1), (0.5, 2), jitter_prob=0.8,
+                                                 gray_prob=0.2, blur_prob=0.5,
+                                                 solarize_prob=0.3))
+    gen = torch.Generator().manual_seed(seed)
+    # Smooth images with grey and saturated pixels: the hue and blur paths all matter.
+    x = F.avg_pool2d(torch.rand(40, 3, *size, generator=gen), 5, 1, 2)
+    x[:4, :, :8] = 0.5
+    x[4:8, 0] = 1.0
+    torch.manual_seed(seed)
+    params = aug.sample_params(torch.full((40, ), 300), torch.full((40, ), 150))
+    assert params['jitter'].any() and params['blur'].any() and params['solarize'].any()
+    tensor_ops = aug.photometric(x.clone(), params, flip=False)
+    opencv = aug.photometric(x.clone(), params, flip=False, backend='opencv')
+    assert (opencv - tensor_ops).abs().max() < 1e-5
+    with pytest.raises(ValueError, match='backend'):
+        aug.photometric(x, params, backend='kornia')
 
 
 def test_patches_sit_side_by_side_and_masks_cover_them_exactly():
