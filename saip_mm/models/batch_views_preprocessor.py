@@ -160,11 +160,8 @@ class SAIPBatchViewsPreprocessor(SAIPDataPreprocessor):
         blend_patches(reference, out['region'], instance_box, self.person_weight)
         out['reference'] = reference
         for key, boxes in (('roi_mask', roi_box), ('instance_mask', instance_box)):
-            mask = box_masks(boxes, self.reference_aug.size, device=img.device)
-            if key in out:
-                out[key].copy_(mask)
-            else:
-                out[key] = mask
+            out[key] = box_masks(boxes, self.reference_aug.size, device=img.device,
+                                 out=out.get(key))
         params.update(roi_box=roi_box, instance_box=instance_box)
         out['params'] = params
         return out

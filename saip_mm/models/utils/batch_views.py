@@ -155,7 +155,8 @@ def resample_weights(start: Tensor, end: Tensor, in_size: int, out_size: int,
 
 
 def resample_crops(images: Tensor, boxes: Tensor, crops_per_image: int, size: Sequence[int],
-                   mode: str = 'matmul', flip: Optional[Tensor] = None) -> Tensor:
+                   mode: str = 'matmul', flip: Optional[Tensor] = None,
+                   out: Optional[Tensor] = None) -> Tensor:
     """Crop and resize every box of every image (antialiased bicubic, PIL's filter).
 
     Args:
@@ -170,6 +171,8 @@ def resample_crops(images: Tensor, boxes: Tensor, crops_per_image: int, size: Se
         flip (Tensor, optional): (B * crops_per_image,) bool: mirror these crops
             horizontally (free here: reversed weights, or a flip of the small uint8 crop).
             Defaults to None: none.
+        out (Tensor, optional): (B * crops_per_image, 3, h, w) float32 buffer to write the
+            crops into ('loop' writes each crop there directly). Defaults to None: a new one.
 
     Returns:
         Tensor: (B * crops_per_image, 3, h, w) float32 in [0, 1].
@@ -180,7 +183,8 @@ def resample_crops(images: Tensor, boxes: Tensor, crops_per_image: int, size: Se
     if mode == 'loop':
         src = images.contiguous(memory_format=torch.channels_last)
         box_list = boxes.tolist()
-        out = torch.empty(n, 3, out_h, out_w, device=images.device)
+        if out is None:
+            out = torch.empty(n, 3, out_h, out_w, device=images.device)
         for i, (x1, y1, x2, y2) in enumerate(box_list):
             crop = F.interpolate(src[i // crops_per_image, None, :, y1:y2, x1:x2],
                                  size=(out_h, out_w), mode='bicubic', antialias=True,
@@ -204,9 +208,9 @@ def resample_crops(images: Tensor, boxes: Tensor, crops_per_image: int, size: Se
                     wx.view(num, crops_per_image * out_w, width).transpose(1, 2))
     tmp = tmp.clamp_(0, 255).round_().view(num, channels, height, crops_per_image, out_w)
     tmp = tmp.permute(0, 3, 2, 1, 4).reshape(n, height, channels * out_w)  # (N, H, C*w)
-    out = torch.bmm(wy, tmp).view(n, out_h, channels, out_w)  # (N, h, C, w)
-    out = out.permute(0, 2, 1, 3).contiguous()
-    return out.clamp_(0, 255).round_().div_(255.0)
+    crops = torch.bmm(wy, tmp).view(n, out_h, channels, out_w)  # (N, h, C, w)
+    crops = crops.permute(0, 2, 1, 3).contiguous().clamp_(0, 255).round_().div_(255.0)
+    return crops if out is None else out.copy_(crops)
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -590,10 +594,12 @@ class BatchViewAugmentation:
         if params is None:
             params = self.sample_params(hw[:, 0], hw[:, 1])
         boxes = to_working_boxes(params['boxes'], hw, work_hw)
+        # Built in ``out`` itself when given: crops, photometric steps and normalisation in
+        # place (on a CPU, touching a fresh buffer a second time costs as much as an op).
         views = resample_crops(images, boxes, crops_per_image, self.size, resample,
-                               flip=params['flip'])
+                               flip=params['flip'], out=out)
         views = self.photometric(views, params, flip=False, backend=photometric)
-        return self.normalize(views, out=out), params
+        return self.normalize(views), params
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self.aug!r})'
@@ -658,17 +664,27 @@ def blend_patches(reference: Tensor, patches: Tensor, boxes: Tensor, weight: flo
     canvas[index] = torch.lerp(canvas[index], patches.permute(0, 2, 3, 1), weight)
 
 
-def box_masks(boxes: Tensor, size: Sequence[int], device=None) -> Tensor:
+def box_masks(boxes: Tensor, size: Sequence[int], device=None,
+              out: Optional[Tensor] = None) -> Tensor:
     """Binary masks of half-open boxes.
 
     Args:
         boxes (Tensor): (B, 4) (x1, y1, x2, y2).
         size (Sequence[int]): mask (H, W).
         device (torch.device, optional): output device. Defaults to boxes' device.
+        out (Tensor, optional): (B, H, W) float32 to fill. Defaults to None (a new tensor).
 
     Returns:
         Tensor: (B, H, W) float32, 1 inside each box.
     """
+    if out is not None and out.device.type == 'cpu':
+        # Filled in place on a CPU: one pass over the output, no temporary mask to copy.
+        out.zero_()
+        for b, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+            out[b, y1:y2, x1:x2] = 1.0
+        return out
+    if out is not None:
+        return out.copy_(box_masks(boxes, size, device=out.device))
     boxes = boxes.to(device) if device is not None else boxes
     ys = torch.arange(size[0], device=boxes.device)[None, :]
     xs = torch.arange(size[1], device=boxes.device)[None, :]

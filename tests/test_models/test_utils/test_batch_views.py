@@ -101,6 +101,9 @@ def test_resample_is_pil_crop_then_bicubic_resize_flipped_and_ordered(mode):
                               (32, 16), mode, flip=flip)
     expected = torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)
     assert torch.allclose(mirrored, expected, atol=1e-6)
+    buffer = torch.full_like(out, 7.0)  # written into a given buffer
+    assert resample_crops(images, boxes, 2, (32, 16), mode, out=buffer) is buffer
+    assert torch.equal(buffer, out)
 
 
 def test_cpu_blur_is_kornias_gaussian_blur():
@@ -257,6 +260,10 @@ def test_patches_sit_side_by_side_and_masks_cover_them_exactly():
         expected = torch.zeros(224, 224)
         expected[y1:y2, x1:x2] = 1
         assert torch.equal(mask, expected)
+    # Filled in place into an output buffer (whatever it held before).
+    buffer = torch.full((3, 224, 224), 7.0)
+    assert box_masks(roi[:3], (224, 224), out=buffer) is buffer
+    assert torch.equal(buffer, masks)
     with pytest.raises(ValueError, match='do not fit side by side'):
         place_patches(1, (224, 100), (128, 64), (128, 64))
 
