@@ -20,6 +20,7 @@ image's background is another of them (the recipe's default). Time is the proces
 (``time.process_time``), which a machine shared with other jobs disturbs less than wall time.
 
     python tools/analysis_tools/benchmark_views.py --baseline-ref 8656bc4
+    python tools/analysis_tools/benchmark_views.py --device cuda --batch 256 --num-images 256
     python tools/analysis_tools/benchmark_views.py --baseline /tmp/saip_base --json views.json
 """
 import argparse
@@ -48,6 +49,10 @@ def parse_args() -> argparse.Namespace:
                         '/tmp/saip_views_baseline_<ref>) as a worktree of it when missing')
     parser.add_argument('--num-images', type=int, default=64, help='generated images')
     parser.add_argument('--batch', type=int, default=64, help='batch of the batched path')
+    parser.add_argument('--device', default='cpu',
+                        help="device of SAIPBatchViewsPreprocessor in the batched measurement; "
+                        "on 'cuda' its wall time (synchronised) is reported as device images/s "
+                        "(e.g. --device cuda --batch 256)")
     parser.add_argument('--passes', type=int, default=2, help='timed passes over the images')
     parser.add_argument('--repeats', type=int, default=3,
                         help='round-robin repetitions of the measurements; the fastest of '
@@ -142,28 +147,39 @@ def run_worker(args: argparse.Namespace) -> Dict[str, float]:
 
     cfg = Config.fromfile(osp.join(args.root, BATCHED_CONFIG))
     pipeline = Compose([TRANSFORMS.build(t) for t in cfg.train_pipeline])
-    preprocessor = MODELS.build(cfg.model.data_preprocessor)
+    preprocessor = MODELS.build(cfg.model.data_preprocessor).to(args.device)
+
+    def sync():
+        if args.device.startswith('cuda'):
+            torch.cuda.synchronize()
+
     preprocessor(default_collate([pipeline(dict(i)) for i in warmup]))
-    load_cpu = views_cpu = 0.0
+    load_cpu = views_cpu = views_wall = 0.0
     wall = time.perf_counter()
     for first in range(0, len(infos), args.batch):
         start = time.process_time()
         batch = default_collate([pipeline(dict(i)) for i in infos[first:first + args.batch]])
         middle = time.process_time()
+        sync()
+        tick = time.perf_counter()
         preprocessor(batch)
+        sync()
+        views_wall += time.perf_counter() - tick
         load_cpu += middle - start
         views_cpu += time.process_time() - middle
     wall = time.perf_counter() - wall
     cpu = load_cpu + views_cpu
     return dict(images=len(infos), cpu_s=cpu, wall_s=wall, images_per_s=len(infos) / cpu,
-                workers_cpu_s=load_cpu, preprocessor_cpu_s=views_cpu)
+                workers_cpu_s=load_cpu, preprocessor_cpu_s=views_cpu,
+                device=args.device, device_images_per_s=len(infos) / views_wall)
 
 
 def measure(mode: str, root: str, images: str, args: argparse.Namespace) -> Dict[str, float]:
     """Run one measurement in a fresh single-threaded process and return its figures."""
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONPATH=root)
     cmd = [sys.executable, osp.abspath(__file__), '--worker', mode, '--root', root,
-           '--images', images, '--batch', str(args.batch), '--passes', str(args.passes)]
+           '--images', images, '--batch', str(args.batch), '--passes', str(args.passes),
+           '--device', args.device if mode == 'batched' else 'cpu']
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f'the {mode} measurement in {root} failed:\n{out.stderr[-3000:]}')
@@ -208,21 +224,30 @@ def main() -> None:
           f'{max(1, args.repeats)} round-robin repeats')
     for name, values in all_runs.items():
         print(f'  {name} runs: ' + ', '.join(f'{v:.1f}' for v in values))
-    print(f'{"pipeline":<12} {"images/s/core":>14} {"CPU ms/image":>13} {"vs baseline":>12}')
+    medians = {name: float(np.median(values)) for name, values in all_runs.items()}
+    print(f'{"pipeline":<12} {"images/s/core":>14} {"CPU ms/image":>13} {"vs baseline":>12} '
+          f'{"median img/s":>13} {"median ratio":>13}')
     for name, fig in results.items():
-        ratio = (f'{fig["images_per_s"] / results["baseline"]["images_per_s"]:.2f}x'
-                 if 'baseline' in results else '-')
+        ratio = median_ratio = '-'
+        if 'baseline' in results:
+            ratio = f'{fig["images_per_s"] / results["baseline"]["images_per_s"]:.2f}x'
+            median_ratio = f'{medians[name] / medians["baseline"]:.2f}x'
         print(f'{name:<12} {fig["images_per_s"]:>14.1f} {1e3 / fig["images_per_s"]:>13.2f} '
-              f'{ratio:>12}')
+              f'{ratio:>12} {medians[name]:>13.1f} {median_ratio:>13}')
     for name, fig in results.items():
         split = {k: 1e3 * fig[f'{k}_cpu_s'] / fig['images'] for k in ('workers', 'preprocessor')}
         print(f'{name} split (CPU ms/image): workers {split["workers"]:.2f}, collate + '
               f'preprocessor {split["preprocessor"]:.2f} (batch {args.batch})')
     ratio = results['batched']['images_per_s'] / results['per-image']['images_per_s']
     print(f'batched vs per-image: {ratio:.2f}x')
+    batched = results['batched']
+    print(f'batched view generation on {batched["device"]}: '
+          f'{batched["device_images_per_s"]:.1f} images/s (preprocessor wall time, batch '
+          f'{args.batch}; on a CPU one thread)')
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(results=results, runs=all_runs, num_images=args.num_images,
+            json.dump(dict(results=results, runs=all_runs, medians=medians,
+                           num_images=args.num_images,
                            batch=args.batch, passes=args.passes, repeats=args.repeats,
                            baseline=base), f, indent=2)
 
