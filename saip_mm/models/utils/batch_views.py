@@ -21,7 +21,8 @@ for a whole batch of decoded uint8 images on the model's device (see
   torchvision draws one per image. The ops here follow torchvision's tensor semantics (float,
   clamped after each op, random order per image).
 - Gaussian blur: ``kornia.filters.gaussian_blur2d`` with a per-sample sigma on GPUs; on a
-  CPU a hand-written separable blur with kornia's kernels (measured faster there).
+  CPU with the tensor ops a hand-written separable blur with kornia's kernels (measured
+  faster there), with the OpenCV backend ``cv2.GaussianBlur`` with the same kernels.
 - photometric steps on a CPU (``photometric='opencv'``, the CPU default): one view at a time
   with OpenCV/NumPy on float32, the same formulas (equal within 1e-6), measured 2-3x faster
   there than the tensor ops, whose many passes over the batch leave the cache.
