@@ -142,10 +142,11 @@ def test_extract_feat():
 
 
 def test_overfit_one_batch_real_vit_tiny():
-    """50 AdamW steps on one fixed batch lower the total loss clearly (method test, ViT-Tiny).
+    """30 AdamW steps on one fixed batch lower the total loss clearly (method test, ViT-Tiny).
 
     The backbone is the real ViT-Tiny and every objective is on; the heads are narrower and
-    n_local is 4 so that 50 steps fit the CPU test budget.
+    n_local is 4 so that 30 steps fit the CPU test budget (measured at 30 steps: total -0.37,
+    CSR x0.86, CSS x0.44 / x0.47, CSM 0.02 below ln K).
     """
     torch.manual_seed(0)
     cfg = dict(type='SAIP', n_local=4, backbone=dict(type='SAIPViT', arch='tiny'),
@@ -157,7 +158,7 @@ def test_overfit_one_batch_real_vit_tiny():
         [p for p in model.parameters() if p.requires_grad], lr=5e-4, betas=(0.9, 0.95)))
     inputs = make_inputs(batch=2, n_local=4)
     history = []
-    for _ in range(50):
+    for _ in range(30):
         losses = model(inputs, mode='loss')
         optim.update_params(sum(losses.values()))
         model.update_teacher(momentum=0.996)
