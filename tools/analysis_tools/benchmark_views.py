@@ -130,31 +130,17 @@ def run_worker(args: argparse.Namespace) -> Dict[str, float]:
         # SAIPDataPreprocessor (stacking the views into batch tensors) count too.
         preprocessor = MODELS.build(
             Config.fromfile(osp.join(args.root, RECIPE_MODEL)).model.data_preprocessor)
-        preprocessor(default_collate([pipeline(dict(i)) for i in warmup]))
-        load_cpu = batch_cpu = 0.0
-        wall = time.perf_counter()
-        for first in range(0, len(infos), args.batch):
-            start = time.process_time()
-            samples = [pipeline(dict(i)) for i in infos[first:first + args.batch]]
-            middle = time.process_time()
-            preprocessor(default_collate(samples))
-            load_cpu += middle - start
-            batch_cpu += time.process_time() - middle
-        wall = time.perf_counter() - wall
-        cpu = load_cpu + batch_cpu
-        return dict(images=len(infos), cpu_s=cpu, wall_s=wall, images_per_s=len(infos) / cpu,
-                    workers_cpu_s=load_cpu, preprocessor_cpu_s=batch_cpu)
-
-    cfg = Config.fromfile(osp.join(args.root, BATCHED_CONFIG))
-    pipeline = Compose([TRANSFORMS.build(t) for t in cfg.train_pipeline])
-    preprocessor = MODELS.build(cfg.model.data_preprocessor).to(args.device)
+    else:
+        cfg = Config.fromfile(osp.join(args.root, BATCHED_CONFIG))
+        pipeline = Compose([TRANSFORMS.build(t) for t in cfg.train_pipeline])
+        preprocessor = MODELS.build(cfg.model.data_preprocessor).to(args.device)
 
     def sync():
         if args.device.startswith('cuda'):
             torch.cuda.synchronize()
 
     preprocessor(default_collate([pipeline(dict(i)) for i in warmup]))
-    load_cpu = views_cpu = views_wall = 0.0
+    load_cpu = batch_cpu = batch_wall = 0.0
     wall = time.perf_counter()
     for first in range(0, len(infos), args.batch):
         start = time.process_time()
@@ -164,14 +150,14 @@ def run_worker(args: argparse.Namespace) -> Dict[str, float]:
         tick = time.perf_counter()
         preprocessor(batch)
         sync()
-        views_wall += time.perf_counter() - tick
+        batch_wall += time.perf_counter() - tick
         load_cpu += middle - start
-        views_cpu += time.process_time() - middle
+        batch_cpu += time.process_time() - middle
     wall = time.perf_counter() - wall
-    cpu = load_cpu + views_cpu
+    cpu = load_cpu + batch_cpu
     return dict(images=len(infos), cpu_s=cpu, wall_s=wall, images_per_s=len(infos) / cpu,
-                workers_cpu_s=load_cpu, preprocessor_cpu_s=views_cpu,
-                device=args.device, device_images_per_s=len(infos) / views_wall)
+                workers_cpu_s=load_cpu, preprocessor_cpu_s=batch_cpu,
+                device=args.device, device_images_per_s=len(infos) / batch_wall)
 
 
 def measure(mode: str, root: str, images: str, args: argparse.Namespace) -> Dict[str, float]:
@@ -213,7 +199,8 @@ def main() -> None:
             runs.insert(0, ('baseline', 'per-image', osp.abspath(base)))
         results, all_runs = {}, {name: [] for name, _, _ in runs}
         # Round-robin, so that a slow spell of the machine hits every pipeline alike.
-        for _ in range(max(1, args.repeats)):
+        repeats = max(1, args.repeats)
+        for _ in range(repeats):
             for name, mode, root in runs:
                 fig = measure(mode, root, images, args)
                 all_runs[name].append(fig['images_per_s'])
@@ -221,7 +208,7 @@ def main() -> None:
                     results[name] = fig
     print(f'{args.num_images} generated JPEGs (128x64..400x200), {args.passes} passes, one thread '
           f'per measurement; images/s per core from process CPU time, fastest of '
-          f'{max(1, args.repeats)} round-robin repeats')
+          f'{repeats} round-robin repeats')
     for name, values in all_runs.items():
         print(f'  {name} runs: ' + ', '.join(f'{v:.1f}' for v in values))
     medians = {name: float(np.median(values)) for name, values in all_runs.items()}

@@ -388,9 +388,10 @@ def check_finished_run(result: dict, settings: dict, path: Path,
     want = training_record(result['method'], settings, cfg_options)
     have = result.get('training')
     if have != want:
-        differ = sorted(k for k in want if (have or {}).get(k, '<missing>') != want[k])
+        recorded = have or {}
+        differ = sorted(k for k in want if recorded.get(k, '<not recorded>') != want[k])
         raise SystemExit(f'{path}: a finished run trained with '
-                         f'{ {k: (have or {}).get(k, "<not recorded>") for k in differ} }, but '
+                         f'{ {k: recorded.get(k, "<not recorded>") for k in differ} }, but '
                          f'this comparison trains with { {k: want[k] for k in differ} }; use '
                          f'another --work-dir (or move that run away)')
     if result.get('eval', {}).get('data_root') != settings['eval_root']:

@@ -180,10 +180,10 @@ def resample_crops(images: Tensor, boxes: Tensor, crops_per_image: int, size: Se
     """
     out_h, out_w = int(size[0]), int(size[1])
     n = boxes.shape[0]
-    flips = [False] * n if flip is None else flip.tolist()
     if mode == 'loop':
         src = images.contiguous(memory_format=torch.channels_last)
         box_list = boxes.tolist()
+        flips = [False] * n if flip is None else flip.tolist()
         if out is None:
             out = torch.empty(n, 3, out_h, out_w, device=images.device)
         for i, (x1, y1, x2, y2) in enumerate(box_list):
@@ -532,13 +532,13 @@ class BatchViewAugmentation:
         if backend not in PHOTOMETRIC_BACKENDS[:2]:
             raise ValueError(f'photometric: `backend` must be one of {PHOTOMETRIC_BACKENDS[:2]}, '
                              f'got {backend!r}')
-        p = {k: v.to(x.device) for k, v in params.items() if k != 'boxes'}
         if flip:
-            _apply_to(x, p['flip'], lambda v: v.flip(-1))
+            _apply_to(x, params['flip'].to(x.device), lambda v: v.flip(-1))
         threshold = self.aug.solarize_threshold / 255.0
         if backend == 'opencv':
             return photometric_opencv(x, params, [v > 0 for v in self.aug.color_jitter],
                                       self.blur_kernel, threshold)
+        p = {k: v.to(x.device) for k, v in params.items() if k != 'boxes'}
         self.color_jitter(x, params)
         _apply_to(x, p['gray'], lambda v: _gray(v).expand_as(v))
         kernel = self.blur_kernel
@@ -546,22 +546,21 @@ class BatchViewAugmentation:
         _apply_to(x, p['solarize'], lambda v: solarize(v, threshold))
         return x
 
-    def normalize(self, x: Tensor, out: Optional[Tensor] = None) -> Tensor:
-        """``(255 x - mean) / std`` per channel.
+    def normalize(self, x: Tensor) -> Tensor:
+        """``(255 x - mean) / std`` per channel, in place.
 
         Args:
             x (Tensor): (N, 3, h, w) in [0, 1]; overwritten.
-            out (Tensor, optional): where to write. Defaults to None (``x`` itself).
 
         Returns:
-            Tensor: the normalised views.
+            Tensor: ``x``, normalised.
         """
         # Per channel with Python scalars, in place: a (1, 3, 1, 1) broadcast into a fresh
         # tensor measured several times slower on CPU.
         for c in range(3):
             scale = 255.0 / self.aug.std[c]
             x[:, c].mul_(scale).sub_(self.aug.mean[c] / self.aug.std[c])
-        return x if out is None else out.copy_(x)
+        return x
 
     def __call__(self, images: Tensor, src_hw: Tensor, work_hw: Optional[Tensor] = None,
                  crops_per_image: int = 1, params: Optional[Dict[str, Tensor]] = None,
