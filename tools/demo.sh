@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job behind `make demo`: real pedestrian video -> person dataset -> SAIP pretraining
-# (ViT-Tiny, CPU budget) -> backbone checkpoint -> frozen-feature ReID evaluation against the
-# same backbone with random weights. Pictures of the views, reconstructions and search maps are
+# (ViT-Tiny, CPU budget; online ReID validation, health metrics and the collapse alarm on) ->
+# backbone checkpoint -> frozen-feature ReID evaluation against the same backbone with random
+# weights. Pictures of the views, reconstructions and search maps are
 # written by SAIPVisualizationHook under the work dir.
 #   PYTHON=.venv/bin/python SAIP_DEMO_DIR=work_dirs/demo_vtest tools/demo.sh
 set -euo pipefail
@@ -19,7 +20,8 @@ echo "[demo] 1/4 person dataset from the pedestrian video (reused when present):
 echo "[demo] 2/4 SAIP pretraining (ViT-Tiny, all five losses) into $DEMO_DIR"
 "$PYTHON" "$ROOT/tools/train.py" "$CONFIG" --work-dir "$DEMO_DIR" \
   --cfg-options "train_dataloader.dataset.data_root=$DATA/" \
-  "train_dataloader.dataset.background.data_root=$DATA/"
+  "train_dataloader.dataset.background.data_root=$DATA/" \
+  "val_dataloader.dataset.data_root=$DATA/reid/"
 
 echo "[demo] 3/4 exporting the EMA teacher's backbone"
 CKPT="$(cat "$DEMO_DIR/last_checkpoint")"
@@ -33,3 +35,4 @@ echo "[demo] 4/4 frozen-feature ReID on the video's held-out time window"
 
 echo "[demo] done in $(( $(date +%s) - start )) s. Results: $DEMO_DIR/reid_frozen_eval.{md,json};"
 echo "[demo] pictures: $(ls -d "$DEMO_DIR"/*/vis_data/vis_image 2>/dev/null | tail -1)"
+echo "[demo] curves (online validation mAP, RankMe, losses): $DEMO_DIR/curves.png"

@@ -45,13 +45,23 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_iters - 5, eta_min=0.0, by_epoch=False, begin=5,
          end=max_iters),
 ]
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)
+# Online frozen-feature ReID on the video's held-out identities (data/vtest/reid, written by
+# video_to_persons.py) every 10 iterations; best_reid_mAP_iter_N.pth keeps the best teacher.
+val_interval = 10
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=val_interval)
+val_dataloader = dict(batch_size=32, num_workers=0,
+                      dataset=dict(data_root=data_root + 'reid/'))
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=5),
+    # validation metrics logged at their iteration (MMEngine's default is the epoch, 0 here)
+    logger=dict(type='LoggerHook', interval=5, log_metric_by_epoch=False),
     checkpoint=dict(type='SafeCheckpointHook', interval=max_iters, by_epoch=False,
                     max_keep_ckpts=1))
 custom_hooks = [
     dict(type='SAIPTeacherHook'),
+    # health metrics every 5 iterations; the collapse alarm warns after 3 crossing checks
+    dict(type='SAIPHealthHook', interval=5),
+    dict(type='TrainingCurvesHook', loss_interval=5),
     dict(type='SAIPVisualizationHook', interval=20, max_samples=2),
 ]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

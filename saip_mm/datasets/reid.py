@@ -46,8 +46,12 @@ class ReIDDataset(BaseDataset):
         if split not in SPLITS:
             raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
         if not data_root or not osp.isdir(data_root):
-            raise FileNotFoundError(f'{type(self).__name__}: data_root {data_root!r} is not a '
-                                    f'folder')
+            raise FileNotFoundError(
+                f'{type(self).__name__}: data_root {data_root!r} is not a folder. Set the '
+                f"dataset's data_root in the config (the SAIP pretraining configs' online "
+                f'evaluation: val_dataloader.dataset.data_root=DIR, or val_cfg=None '
+                f'val_dataloader=None val_evaluator=None default_hooks.checkpoint.save_best=None '
+                f'to switch it off)')
         self.split = split
         prefix = dict(self.DEFAULT_PREFIX)
         prefix.update(data_prefix or {})

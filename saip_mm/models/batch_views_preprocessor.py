@@ -182,6 +182,8 @@ class SAIPBatchViewsPreprocessor(SAIPDataPreprocessor):
         if 'inputs' not in data:
             raise KeyError(f'SAIPBatchViewsPreprocessor: the batch has no `inputs` (keys: '
                            f'{sorted(data)})')
+        if self.is_image_batch(data['inputs']):  # online evaluation
+            return self.image_batch(data)
         batch = self.cast_data({key: self._stack(data['inputs'], key) for key in self.view_keys})
         for key in ('img', 'bg_img'):
             if (batch[key].dtype != torch.uint8 or batch[key].dim() != 4

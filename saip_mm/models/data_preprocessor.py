@@ -21,17 +21,60 @@ class SAIPDataPreprocessor(BaseDataPreprocessor):
     ``reference`` (B, 3, 224, 224), ``instance_mask``/``roi_mask`` (B, 224, 224) for the
     reference recipe. A missing view raises a KeyError naming it.
 
+    Plain image batches (online evaluation: ``PackInputs`` gives one (3, H, W) uint8 BGR tensor
+    per image) are stacked, turned to RGB and normalised with ``mean``/``std``, as mmpretrain's
+    ``ClsDataPreprocessor`` does; ``inputs`` is then a (B, 3, H, W) float tensor.
+
     Args:
         view_keys (Sequence[str]): views to batch. Defaults to ('g1', 'g2', 'locals', 'region',
             'reference', 'instance_mask', 'roi_mask'), all of the SAIP reference recipe.
+        mean (Sequence[float]): RGB mean of plain image batches. Defaults to ImageNet's
+            (123.675, 116.28, 103.53), the pipeline's.
+        std (Sequence[float]): RGB std of plain image batches. Defaults to ImageNet's
+            (58.395, 57.12, 57.375).
+        to_rgb (bool): plain images arrive BGR (OpenCV decoding) and are flipped to RGB.
+            Defaults to True.
         non_blocking (bool): non-blocking host-to-device copies. Defaults to False.
     """
 
     def __init__(self,
                  view_keys: Sequence[str] = SAIP_VIEW_KEYS,
+                 mean: Sequence[float] = (123.675, 116.28, 103.53),
+                 std: Sequence[float] = (58.395, 57.12, 57.375),
+                 to_rgb: bool = True,
                  non_blocking: Optional[bool] = False) -> None:
         super().__init__(non_blocking=non_blocking)
         self.view_keys = tuple(view_keys)
+        self.to_rgb = to_rgb
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1),
+                             persistent=False)
+        self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(-1, 1, 1),
+                             persistent=False)
+
+    @staticmethod
+    def is_image_batch(inputs) -> bool:
+        """Whether ``inputs`` are plain images (a tensor, or a list of them), not SAIP views."""
+        return isinstance(inputs, torch.Tensor) or (
+            isinstance(inputs, (list, tuple)) and len(inputs) > 0
+            and isinstance(inputs[0], torch.Tensor))
+
+    def image_batch(self, data: dict) -> dict:
+        """Stack, flip to RGB and normalise a batch of plain (3, H, W) images."""
+        images = data['inputs']
+        if not isinstance(images, torch.Tensor):
+            shapes = {tuple(img.shape) for img in images}
+            if len(shapes) != 1:
+                raise ValueError(f'{type(self).__name__}: evaluation images of different sizes '
+                                 f'{sorted(shapes)}; resize them to one size in the pipeline')
+            images = torch.stack(list(images))
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f'{type(self).__name__}: evaluation images must be (B, 3, H, W), '
+                             f'got {tuple(images.shape)}')
+        images = self.cast_data(images).float()
+        if self.to_rgb:
+            images = images.flip(1)
+        images = (images - self.mean) / self.std
+        return dict(inputs=images, data_samples=self.cast_data(data.get('data_samples')))
 
     @staticmethod
     def _stack(inputs, key: str) -> torch.Tensor:
@@ -62,6 +105,8 @@ class SAIPDataPreprocessor(BaseDataPreprocessor):
         if 'inputs' not in data:
             raise KeyError(f'SAIPDataPreprocessor: the batch has no `inputs` (keys: '
                            f'{sorted(data)})')
+        if self.is_image_batch(data['inputs']):
+            return self.image_batch(data)
         # Stack on the host, then one copy per view to the device.
         inputs = {key: self._stack(data['inputs'], key).float() for key in self.view_keys}
         return dict(inputs=self.cast_data(inputs),

@@ -10,7 +10,11 @@ Market-1501-layout split (cosine kNN, mAP and rank-1/5/10, ``reid_frozen_eval.py
 records the training process's wall time and the images seen (iterations × batch), then writes
 ``compare.md`` (mean ± sample std over seeds), ``compare.json`` (every run, the aggregates, the
 command, the preset and the machine) and ``compare.png`` (bars with error bars) into the work
-dir.
+dir. SAIP runs also validate online (``CURVE_POINTS`` times per run, on the evaluation split;
+this time is part of their wall time) and log health metrics; each run's result keeps its
+curves (validation mAP, RankMe) and ``compare_curves.png`` draws every method's curves on one
+figure. Every run's final RankMe (effective rank of the evaluation split's frozen features) is
+a column of the table.
 
 Methods (``--methods``; default all): ``saip`` (all objectives), ``mae`` (mmpretrain's MAE,
 ``configs/mae/``), ``random`` (no training: the same ViT with its default init under the
@@ -63,6 +67,9 @@ sys.path.insert(0, str(ROOT / 'tools' / 'model_converters'))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 METRICS = ('mAP', 'rank-1', 'rank-5', 'rank-10')
+CURVE_POINTS = 5  # online validations per SAIP run
+# what each SAIP run's result keeps of its curves.json (TrainingCurvesHook)
+CURVE_KEYS = ('val/reid/mAP', 'health/rankme_teacher', 'health/rankme_student')
 HEADS = ('csm_head', 'csr_head', 'css_head')
 MARKER = '.compare_pretraining.json'  # written into a work dir this tool created
 
@@ -147,15 +154,18 @@ def aggregate(runs: List[dict]) -> Dict[str, dict]:
 
     Returns:
         dict: method -> ``seeds``, ``iters``, ``batch``, ``images_seen``, ``wall_s``
-        (mean_std) and one mean_std per metric.
+        (mean_std), one mean_std per metric, and ``rankme`` (mean_std of the final features'
+        RankMe; None when a run predates it).
     """
     out: Dict[str, dict] = {}
     for method in dict.fromkeys(r['method'] for r in runs):
         rows = [r for r in runs if r['method'] == method]
+        ranks = [r['metrics'].get('rankme') for r in rows]
         out[method] = dict(
             seeds=[r['seed'] for r in rows], iters=rows[0]['iters'], batch=rows[0]['batch'],
             images_seen=rows[0]['images_seen'],
             wall_s=mean_std([r['wall_s'] for r in rows]),
+            rankme=None if None in ranks else mean_std(ranks),
             **{m: mean_std([r['metrics'][m] for r in rows]) for m in METRICS})
     return out
 
@@ -164,13 +174,14 @@ def to_markdown(aggregates: Dict[str, dict], note: str = '') -> str:
     """The comparison table: one row per method, metrics as mean ± std over seeds."""
     lines = ([note, ''] if note else []) + [
         '| method | iterations | batch | images seen | mean wall s | seeds | mAP | rank-1 | '
-        'rank-5 | rank-10 |',
-        '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+        'rank-5 | rank-10 | RankMe |',
+        '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
     for method, a in aggregates.items():
+        rank = format_mean_std(a['rankme']) if a.get('rankme') else 'n/a'
         lines.append(
             f'| {method} | {a["iters"]} | {a["batch"]} | {a["images_seen"]} | '
             f'{a["wall_s"]["mean"]:.1f} | {len(a["seeds"])} | ' +
-            ' | '.join(format_mean_std(a[m]) for m in METRICS) + ' |')
+            ' | '.join(format_mean_std(a[m]) for m in METRICS) + f' | {rank} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -195,6 +206,51 @@ def plot(aggregates: Dict[str, dict], path: str, title: str = '') -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def mean_curve(runs: List[dict], key: str) -> List[List[float]]:
+    """[[iteration, mean over the runs that recorded it], ...] of one curve key."""
+    by_iter: Dict[int, List[float]] = {}
+    for r in runs:
+        for it, value in (r.get('curves') or {}).get(key, []):
+            by_iter.setdefault(int(it), []).append(float(value))
+    return [[it, sum(v) / len(v)] for it, v in sorted(by_iter.items())]
+
+
+def plot_curves(runs: List[dict], path: str, title: str = '') -> bool:
+    """All methods' curves on one figure: online validation mAP and the teacher's RankMe on
+    training batches, over iterations (mean over seeds). Methods without an online curve
+    (random init, MAE) appear in the mAP panel as a dashed line at their final mAP. Returns
+    False (and draws nothing) when no run has a curve."""
+    if not any(r.get('curves') for r in runs):
+        return False
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    last = max(r['iters'] for r in runs) or 1
+    fig, (ax_map, ax_rank) = plt.subplots(1, 2, figsize=(10, 4))
+    for method in dict.fromkeys(r['method'] for r in runs):
+        rows = [r for r in runs if r['method'] == method]
+        curve = mean_curve(rows, 'val/reid/mAP')
+        if curve:
+            ax_map.plot(*zip(*curve), marker='o', markersize=3, label=method)
+        else:
+            final = sum(r['metrics']['mAP'] for r in rows) / len(rows)
+            ax_map.plot([0, last], [final, final], linestyle='--', label=f'{method} (final)')
+        rank = mean_curve(rows, 'health/rankme_teacher')
+        if rank:
+            ax_rank.plot(*zip(*rank), marker='o', markersize=3, label=method)
+    for ax, label in ((ax_map, 'online validation mAP (%)'),
+                      (ax_rank, 'RankMe of the teacher (training batch)')):
+        ax.set_xlabel('iteration')
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
 
 
 # ------------------------------------------------------------------ per-method configs
@@ -262,14 +318,22 @@ def build_run_config(method: str, seed: int, settings: dict, root: Path = ROOT):
         cfg.train_dataloader.dataset.update(persons)
         cfg.train_dataloader.dataset.background = (
             _image_source(settings['background']) if settings.get('background') else None)
-        # pictures of views cost time and are not compared; the teacher EMA is the method
-        cfg.custom_hooks = [dict(type='SAIPTeacherHook')]
+        # pictures of views cost time and are not compared; the teacher EMA is the method;
+        # health metrics and the validation curve are recorded (curves.json)
+        check = max(1, settings['iters'] // 10)
+        cfg.custom_hooks = [dict(type='SAIPTeacherHook'),
+                            dict(type='SAIPHealthHook', interval=check),
+                            dict(type='TrainingCurvesHook', loss_interval=check)]
+        cfg.val_dataloader.dataset.data_root = settings['eval_root'].rstrip('/') + '/'
     iters = settings['iters']
     cfg.train_dataloader.batch_size = settings['batch']
     cfg.train_dataloader.num_workers = settings['num_workers']
     cfg.train_dataloader.persistent_workers = settings['num_workers'] > 0
     cfg.optim_wrapper.optimizer.lr = settings['lr']
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters)
+    # online validation on the evaluation split (SAIP methods: the run's curve); it does not
+    # change training (RandomStateHook), but its time is part of the wall time
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
+                         val_interval=max(1, iters // CURVE_POINTS))
     cfg.param_scheduler = _schedule(iters)
     cfg.randomness = dict(seed=seed)
     cfg.default_hooks.checkpoint = dict(type='SafeCheckpointHook', interval=iters,
@@ -319,6 +383,7 @@ def run_one(method: str, seed: int, settings: dict, run_dir: Path, cfg_options: 
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / 'run.log'
     backbone = None
+    curves: Dict[str, list] = {}
     wall = 0.0
     iters = batch = 0
     if method != 'random':
@@ -348,16 +413,20 @@ def run_one(method: str, seed: int, settings: dict, run_dir: Path, cfg_options: 
         if not keep_checkpoints:
             for path in train_dir.glob('iter_*.pth'):  # written by this run, exported above
                 path.unlink()
+        curves_file = train_dir / 'curves.json'
+        if curves_file.is_file():
+            recorded = json.loads(curves_file.read_text())
+            curves = {k: recorded[k] for k in CURVE_KEYS if k in recorded}
     report = evaluate_backbones(settings['eval_root'],
                                 {method: None if backbone is None else str(backbone)},
                                 seed=seed)
-    metrics = {m: float(report['results'][method][m]) for m in METRICS}
+    metrics = {m: float(report['results'][method][m]) for m in METRICS + ('rankme', )}
     bad = [m for m, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise RuntimeError(f'{method} seed {seed}: non-finite {bad} (log: {log_path})')
     result = dict(method=method, seed=seed, iters=iters, batch=batch, images_seen=iters * batch,
                   training=training_record(method, settings, cfg_options), wall_s=wall,
-                  metrics=metrics,
+                  metrics=metrics, curves=curves,
                   backbone=None if backbone is None else str(backbone),
                   eval=dict((k, report[k]) for k in ('data_root', 'num_query', 'num_gallery',
                                                      'num_identities')))
@@ -471,11 +540,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
                   aggregates=aggregates)
     (work_dir / 'compare.md').write_text(md)
     (work_dir / 'compare.json').write_text(json.dumps(report, indent=2))
-    plot(aggregates, str(work_dir / 'compare.png'),
-         f'{args.preset} preset: {settings["iters"]} it x batch {settings["batch"]}, '
-         f'seeds {settings["seeds"]}')
+    title = (f'{args.preset} preset: {settings["iters"]} it x batch {settings["batch"]}, '
+             f'seeds {settings["seeds"]}')
+    plot(aggregates, str(work_dir / 'compare.png'), title)
+    curves = plot_curves(runs, str(work_dir / 'compare_curves.png'), title)
     print(md, flush=True)
-    _log(f'wrote {work_dir}/compare.{{md,json,png}}')
+    _log(f'wrote {work_dir}/compare.{{md,json,png}}' +
+         (f' and {work_dir}/compare_curves.png' if curves else ''))
     return report
 
 

@@ -26,6 +26,7 @@ import saip_mm  # noqa: F401  (registration, checkpoint allow-list)
 from saip_mm.datasets import Market1501Dataset
 from saip_mm.evaluation import reid_metrics
 from saip_mm.models.utils import load_pretrained_backbone
+from saip_mm.models.utils.health import rankme
 
 MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
@@ -99,7 +100,8 @@ def evaluate_backbones(data_root: str, backbones: Dict[str, Optional[str]], seed
 
     Returns:
         dict: ``data_root``, ``num_query``, ``num_gallery``, ``num_identities`` and
-        ``results`` (row name -> mAP, rank-1/5/10 in percent, and the checkpoint).
+        ``results`` (row name -> mAP, rank-1/5/10 in percent, ``rankme``: the effective rank
+        of the query + gallery features, and the checkpoint).
     """
     query = Market1501Dataset(data_root=data_root, split='query')
     gallery = Market1501Dataset(data_root=data_root, split='gallery')
@@ -113,6 +115,8 @@ def evaluate_backbones(data_root: str, backbones: Dict[str, Optional[str]], seed
         results[name] = reid_metrics(qf, [x['pid'] for x in q], [x['camid'] for x in q], gf,
                                      [x['pid'] for x in g], [x['camid'] for x in g],
                                      dist='cosine')
+        # label-free: the effective rank of all the split's features (1 = collapsed)
+        results[name]['rankme'] = rankme(torch.cat([qf, gf]))
         results[name]['checkpoint'] = ckpt
     return dict(data_root=data_root, num_query=len(q), num_gallery=len(g),
                 num_identities=len({x['pid'] for x in q}), results=results)
@@ -137,10 +141,11 @@ def to_markdown(report: dict) -> str:
     lines = [f'Frozen-feature ReID (cosine kNN on the final cls token), {report["data_root"]}: '
              f'{report["num_query"]} queries, {report["num_gallery"]} gallery images, '
              f'{report["num_identities"]} identities.', '',
-             '| backbone | mAP | rank-1 | rank-5 | rank-10 |', '| --- | --- | --- | --- | --- |']
+             '| backbone | mAP | rank-1 | rank-5 | rank-10 | RankMe |',
+             '| --- | --- | --- | --- | --- | --- |']
     for name, r in report['results'].items():
         lines.append(f'| {name} | {r["mAP"]:.1f} | {r["rank-1"]:.1f} | {r["rank-5"]:.1f} | '
-                     f'{r["rank-10"]:.1f} |')
+                     f'{r["rank-10"]:.1f} | {r["rankme"]:.1f} |')
     return '\n'.join(lines) + '\n'
 
 

@@ -12,8 +12,14 @@ default_hooks = dict(
     # Random generator states in each checkpoint, so that --resume continues bit-exactly.
     random_state=dict(type='RandomStateHook'),
 )
-# The EMA teacher follows the student once per optimiser step.
-custom_hooks = [dict(type='SAIPTeacherHook')]
+# The EMA teacher follows the student once per optimiser step. Health metrics (RankMe, cosine
+# between images, CSM entropy, agreement) every 50 iterations with the collapse alarm (a
+# warning; on_collapse='stop' raises instead), and curves.{json,png} in the work dir.
+custom_hooks = [
+    dict(type='SAIPTeacherHook'),
+    dict(type='SAIPHealthHook', interval=50),
+    dict(type='TrainingCurvesHook', loss_interval=50),
+]
 
 env_cfg = dict(
     cudnn_benchmark=False,

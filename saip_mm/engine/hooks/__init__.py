@@ -1,10 +1,13 @@
 from .attribute_pos_ratio_hook import AttributePosRatioHook
+from .curves_hook import TrainingCurvesHook
+from .health_hook import CollapseError, SAIPHealthHook
 from .pretrained_hook import SAIPPretrainedHook
 from .teacher_hook import SAIPTeacherHook
 from .visualization_hook import SAIPVisualizationHook
 
 __all__ = [
-    'AttributePosRatioHook', 'SAIPPretrainedHook', 'SAIPTeacherHook', 'SAIPVisualizationHook'
+    'AttributePosRatioHook', 'CollapseError', 'SAIPHealthHook', 'SAIPPretrainedHook',
+    'SAIPTeacherHook', 'SAIPVisualizationHook', 'TrainingCurvesHook'
 ]
 
 from .random_state_hook import RandomStateHook  # noqa: E402

@@ -129,7 +129,9 @@ class RandomStateHook(Hook):
         self._before_val: Optional[dict] = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint[CHECKPOINT_KEY] = get_rng_state()
+        # A checkpoint written during validation (save_best) holds the training stream's
+        # states, those that validation will hand back, not validation's own.
+        checkpoint[CHECKPOINT_KEY] = self._before_val or get_rng_state()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Kept until before_train: only a resumed run (which continues at the checkpoint's

@@ -2,7 +2,7 @@
 import copy
 import math
 import random
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -16,6 +16,8 @@ from torch import Tensor
 
 from ..data_preprocessor import SAIP_VIEW_KEYS
 from ..utils import anchor_consistent_mask
+from ..utils.health import (entropy_ratio, mean_offdiag_cosine, prototype_agreement,
+                            rankme)
 from ..utils.lean_ffn import use_lean_ffn
 
 
@@ -101,6 +103,10 @@ class SAIP(BaseSelfSupervisor):
             default, ``'bicubic'`` for experiments. Defaults to 'nearest'.
         base_momentum (float): teacher EMA momentum at iteration 0. Defaults to 0.996.
         end_momentum (float): teacher EMA momentum at the last iteration. Defaults to 1.0.
+        val_feature (str): which backbone embeds images in validation (``predict``): the EMA
+            ``'teacher'`` (the weights exported by default) or the ``'student'``; the feature
+            is the final cls token, set as ``pred_feature`` for :class:`ReIDMetric`.
+            Defaults to 'teacher'.
         lean_ffn (bool): the transformer MLPs of the backbone and heads keep only the GELU
             input for the backward pass and recompute GELU there (:class:`LeanFFN`): same
             values and gradients, about a tenth less activation memory, one more GELU per MLP.
@@ -123,6 +129,7 @@ class SAIP(BaseSelfSupervisor):
                  resize_mode: str = 'nearest',
                  base_momentum: float = 0.996,
                  end_momentum: float = 1.0,
+                 val_feature: str = 'teacher',
                  lean_ffn: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -133,6 +140,9 @@ class SAIP(BaseSelfSupervisor):
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f'model.resize_mode must be one of {RESIZE_MODES}, '
                              f'got {resize_mode!r}')
+        if val_feature not in ('teacher', 'student'):
+            raise ValueError(f"model.val_feature must be 'teacher' or 'student', "
+                             f'got {val_feature!r}')
         data_preprocessor = dict(data_preprocessor or {})
         data_preprocessor.setdefault('type', 'SAIPDataPreprocessor')
         super().__init__(backbone=backbone, data_preprocessor=data_preprocessor,
@@ -147,6 +157,11 @@ class SAIP(BaseSelfSupervisor):
         self.resize_mode = resize_mode
         self.base_momentum = base_momentum
         self.end_momentum = end_momentum
+        self.val_feature = val_feature
+        # Set by SAIPHealthHook before a step whose health metrics it logs; the step then
+        # leaves them in `self.health` (a dict of floats) for the hook to take.
+        self.health_due = False
+        self.health: Optional[Dict[str, float]] = None
         if lean_ffn:  # before the teacher copy: its MLPs run under no_grad either way
             use_lean_ffn(self)
         # The grid every input must sit on: the ViT patch, or a hierarchical backbone's
@@ -226,6 +241,70 @@ class SAIP(BaseSelfSupervisor):
     def extract_feat(self, inputs: Tensor) -> Tensor:
         """Downstream features: the student backbone's final cls token, (B, C)."""
         return self.backbone(inputs)['last'][:, 0]
+
+    def forward(self, inputs, data_samples: Optional[list] = None, mode: str = 'tensor'):
+        """mmpretrain's self-supervised modes (``'tensor'``, ``'loss'``) plus ``'predict'``,
+        which MMEngine's validation loop calls (:meth:`predict`)."""
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        return super().forward(inputs, data_samples, mode)
+
+    @torch.no_grad()
+    def predict(self, inputs: Tensor, data_samples: Optional[list] = None,
+                **kwargs) -> Union[list, Tensor]:
+        """Frozen features for online evaluation: ``val_feature``'s final cls token.
+
+        Changes no state: the teacher always runs in eval mode, and MMEngine's validation loop
+        puts the student in eval mode (and back in train mode afterwards).
+
+        Args:
+            inputs (Tensor): (B, 3, H, W) normalised images.
+            data_samples (list, optional): one per image; each gets ``pred_feature`` (C, ).
+
+        Returns:
+            list | Tensor: the data samples, or the (B, C) features when none are given.
+        """
+        backbone = self.teacher['backbone'] if self.val_feature == 'teacher' else self.backbone
+        feats = backbone(inputs, cls_only=True)['last'][:, 0]  # (B, C)
+        if data_samples is None:
+            return feats
+        for sample, feat in zip(data_samples, feats):
+            sample.set_field(feat, 'pred_feature')
+        return data_samples
+
+    @torch.no_grad()
+    def health_metrics(self, s_glob: Dict[str, Tensor], t_glob: Optional[Dict[str, Tensor]],
+                       s_csm: Optional[Tensor], t_csm: Optional[Sequence[Tensor]],
+                       batch_size: int) -> Dict[str, float]:
+        """Label-free collapse indicators from what the step computed (no extra forward).
+
+        Cls features are those of ``g1`` (B different images): ``rankme_{student,teacher}``
+        (effective rank, at most min(B, C)) and ``cosine_{student,teacher}`` (mean cosine
+        between different images). With CSM: ``csm_entropy`` (mean entropy of the teacher's
+        centred, sharpened targets / log K) and ``agreement`` (fraction of cross-view pairs
+        g1↔g2 where the student picks the teacher's target prototype). The centre is the one
+        the loss uses (before this step's update). A batch of one image gives nothing.
+        """
+        B = batch_size
+        if B < 2:  # one image (an epoch's last batch) has no spread to measure
+            return {}
+        key = 'last' if 'last' in s_glob else 'inter'  # CSR/CSS-only ablations stop at inter
+        feats = {'student': s_glob[key][:B, 0]}
+        if t_glob is not None:
+            feats['teacher'] = t_glob['last'][:B, 0]
+        out: Dict[str, float] = {}
+        for name, f in feats.items():
+            out[f'rankme_{name}'] = rankme(f)
+            out[f'cosine_{name}'] = mean_offdiag_cosine(f)
+        if s_csm is not None and t_csm is not None:
+            loss_module = self.csm_head.loss_module
+            temp = loss_module.current_teacher_temp()
+            t_all = torch.cat(list(t_csm))  # (2B, K): g1 then g2
+            out['csm_entropy'] = entropy_ratio(t_all, loss_module.center, temp)
+            t_centred = t_all.float() - loss_module.center
+            # student g2 against teacher g1, student g1 against teacher g2 (the loss's pairs)
+            out['agreement'] = prototype_agreement(s_csm[:2 * B].roll(B, dims=0), t_centred)
+        return out
 
     def mask_csr_view(self, g2: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """The CSR view: ``g2`` upscaled by ``csr_scale`` and an anchor-consistent mask.
@@ -387,6 +466,8 @@ class SAIP(BaseSelfSupervisor):
                 cls_tokens.append(self.backbone(small, cls_only=True)['last'][:, 0])
             cls_tokens += [last_local['last'][:, 0], region['last'][:, 0]]
             s_csm = self.csm_head(torch.cat(cls_tokens))  # ((n_local + 2)·B, K), view-major
+            if self.health_due:  # before the loss updates the centre
+                self.health = self.health_metrics(s_glob, t_glob, s_csm, t_csm, B)
             losses.update(self.csm_head.loss(
                 s_csm, t_csm, s_glob.get('relations'), t_glob.get('relations')))
 
@@ -397,6 +478,10 @@ class SAIP(BaseSelfSupervisor):
             # g2 is the image being reconstructed and its cls would leak the target.
             losses.update(self.csr_head.loss(masked['inter'], s_glob['inter'][:B, 0], ids_keep,
                                              mask, masked_view))
+
+        if self.health_due and not use_csm:
+            self.health = self.health_metrics(s_glob, None, None, None, B)
+        self.health_due = False
 
         if use_css:
             losses.update(self.css_head.loss(

@@ -1,0 +1,218 @@
+"""Seeing what a run learns: online validation, health metrics, the collapse alarm, curves.
+
+All runs use the micro SAIP model (tests/data/configs/saip_micro_toy.py) on generated crops,
+in this process (no interpreter start per run).
+"""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from mmpretrain.registry import HOOKS
+
+from saip_mm.engine.hooks import CollapseError, SAIPHealthHook
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / 'tests' / 'data' / 'configs' / 'saip_micro_toy.py'
+ONLINE_EVAL = ROOT / 'configs' / 'saip' / '_base_' / 'datasets' / \
+    'market1501_online-eval-256x128.py'
+MICRO_ARCH = dict(embed_dims=32, num_layers=8, num_heads=2, feedforward_channels=64)
+sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
+sys.path.insert(0, str(ROOT / 'tools' / 'model_converters'))
+
+
+@HOOKS.register_module()
+class _ModeProbeHook(Hook):
+    """Records whether the student is in train mode at the start of every iteration."""
+    modes = []
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        model = runner.model
+        _ModeProbeHook.modes.append((runner.iter + 1, model.training, model.teacher.training))
+
+
+@HOOKS.register_module()
+class _CrashHook(Hook):
+    """Stands for a kill: interrupts the run before iteration ``at_iter + 1``."""
+
+    def __init__(self, at_iter):
+        self.at_iter = at_iter
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter == self.at_iter:
+            raise KeyboardInterrupt
+
+
+@HOOKS.register_module()
+class _ForceCollapseHook(Hook):
+    """Every image gets the same final feature: the backbones' last LayerNorm outputs its bias."""
+
+    def before_train(self, runner):
+        bias = torch.randn(runner.model.backbone.ln1.bias.shape)
+        for vit in (runner.model.backbone, runner.model.teacher['backbone']):
+            with torch.no_grad():
+                vit.ln1.weight.zero_()
+                vit.ln1.bias.copy_(bias)
+
+
+def _runner(work, persons, split=None, iters=4, hooks=(), **options) -> Runner:
+    cfg = Config.fromfile(str(CONFIG))
+    cfg.work_dir = str(work)
+    cfg.train_dataloader.dataset.data_root = str(persons)
+    cfg.train_cfg.max_iters = iters
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0,
+                                end=iters)]
+    cfg.custom_hooks = [dict(type='SAIPTeacherHook')] + list(hooks)
+    if split is not None:
+        val = Config.fromfile(str(ONLINE_EVAL))
+        cfg.val_dataloader = val.val_dataloader
+        cfg.val_dataloader.update(batch_size=4, num_workers=0)
+        cfg.val_dataloader.dataset.data_root = str(split)
+        cfg.val_evaluator = val.val_evaluator
+        cfg.val_cfg = val.val_cfg
+        cfg.train_cfg.val_interval = 2
+        cfg.default_hooks.checkpoint.save_best = 'reid/mAP'
+        cfg.default_hooks.checkpoint.rule = 'greater'
+    cfg.merge_from_dict(options)
+    return Runner.from_cfg(cfg)
+
+
+def _state(path: Path) -> dict:
+    return torch.load(path, map_location='cpu')['state_dict']
+
+
+def _scalars(work: Path) -> list:
+    files = sorted(work.glob('*/vis_data/scalars.json'))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+
+
+MONITORS = (dict(type='SAIPHealthHook', interval=1), dict(type='TrainingCurvesHook',
+                                                          loss_interval=1))
+
+
+def test_validation_and_monitors_leave_training_bit_identical(person_folder, market1501_split,
+                                                              tmp_path):
+    """4 iterations with validation at 2 and 4, health metrics and curves every iteration, give
+    the weights, teacher and centre of 4 plain iterations, bit for bit; the student is back in
+    train mode after each validation; the best checkpoint, curves.json and curves.png exist.
+    Without RandomStateHook's save/restore around validation this fails (the validation
+    DataLoader draws its base seed from torch's generator)."""
+    _ModeProbeHook.modes = []
+    with_val = tmp_path / 'val'
+    _runner(with_val, person_folder, market1501_split,
+            hooks=MONITORS + (dict(type='_ModeProbeHook'), )).train()
+    plain = tmp_path / 'plain'
+    _runner(plain, person_folder).train()
+    a, b = _state(with_val / 'iter_4.pth'), _state(plain / 'iter_4.pth')
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [m for m in _ModeProbeHook.modes] == [(i, True, False) for i in (1, 2, 3, 4)]
+
+    rows = _scalars(with_val)
+    val_steps = [r['step'] for r in rows if 'reid/mAP' in r]
+    assert val_steps == [2, 4]
+    health = [r for r in rows if 'health/rankme_student' in r]
+    assert [r['step'] for r in health] == [1, 2, 3, 4]
+    for r in health:
+        assert 1 <= r['health/rankme_student'] <= 2  # batch 2: at most min(B, C) = 2
+        assert -1 <= r['health/cosine_teacher'] <= 1 and 0 <= r['health/csm_entropy'] <= 1
+        assert r['health/agreement'] in (0, 0.25, 0.5, 0.75, 1)  # 4 cross-view pairs
+    curves = json.loads((with_val / 'curves.json').read_text())
+    assert [p[0] for p in curves['val/reid/mAP']] == [2, 4]
+    assert [p[1] for p in curves['val/reid/mAP']] == [
+        r['reid/mAP'] for r in rows if 'reid/mAP' in r]
+    assert [p[0] for p in curves['health/rankme_teacher']] == [1, 2, 3, 4]
+    assert [p[0] for p in curves['loss_csm']] == [1, 2, 3, 4]
+    assert (with_val / 'curves.png').stat().st_size > 1000
+    assert len(list(with_val.glob('best_reid_mAP_iter_*.pth'))) == 1
+    assert not list(with_val.glob('*.partial'))
+
+
+def test_resume_with_validation_is_bit_exact_and_keeps_the_curves(person_folder,
+                                                                   market1501_split, tmp_path):
+    """A run killed after iteration 2 and its validation, then resumed (--resume) to 4,
+    equals 4 straight iterations bit for bit, and its curves hold both validations (the one
+    at 2 came after the iteration-2 checkpoint: it is taken from the work dir's curves.json)."""
+    straight = tmp_path / 'straight'
+    _runner(straight, person_folder, market1501_split, hooks=MONITORS).train()
+    work = tmp_path / 'resumed'
+    with pytest.raises(KeyboardInterrupt):
+        _runner(work, person_folder, market1501_split,
+                hooks=MONITORS + (dict(type='_CrashHook', at_iter=2), )).train()
+    assert (work / 'iter_2.pth').is_file() and not (work / 'iter_3.pth').exists()
+    _runner(work, person_folder, market1501_split, hooks=MONITORS, resume=True).train()
+    a, b = _state(straight / 'iter_4.pth'), _state(work / 'iter_4.pth')
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    curves = json.loads((work / 'curves.json').read_text())
+    expected = json.loads((straight / 'curves.json').read_text())
+    assert [p[0] for p in curves['val/reid/mAP']] == [2, 4]
+    assert curves['val/reid/mAP'] == expected['val/reid/mAP']
+    assert curves['health/rankme_student'] == expected['health/rankme_student']
+
+
+def test_online_metric_equals_reid_frozen_eval_on_the_exported_weights(person_folder,
+                                                                       market1501_split,
+                                                                       tmp_path):
+    """The validation at the last iteration ranks with the EMA teacher's cls token: exporting
+    that teacher and running reid_frozen_eval gives the same mAP and rank-k."""
+    from reid_frozen_eval import evaluate_backbones
+    from saip_to_backbone import convert
+    work = tmp_path / 'work'
+    _runner(work, person_folder, market1501_split, iters=2).train()
+    online = [r for r in _scalars(work) if 'reid/mAP' in r][-1]
+    convert(str(work / 'iter_2.pth'), str(tmp_path / 'backbone.pth'))
+    report = evaluate_backbones(str(market1501_split), {'exported': str(tmp_path / 'backbone.pth'),
+                                                         'random': None},
+                                arch=MICRO_ARCH, batch_size=4)
+    offline = report['results']['exported']
+    for metric in ('mAP', 'rank-1', 'rank-5', 'rank-10'):
+        assert online[f'reid/{metric}'] == pytest.approx(offline[metric], abs=1e-3), metric
+    # and the comparison is not vacuous: random weights rank differently
+    assert report['results']['random']['mAP'] != pytest.approx(offline['mAP'], abs=1e-3)
+
+
+def test_alarm_fires_on_a_forced_collapse_and_stops(person_folder, tmp_path):
+    """Every image mapped to one feature (lr 0 keeps it so): RankMe 1 and cosine 1 at every
+    check; after `patience` checks the run stops with CollapseError before that iteration's
+    checkpoint, and the warning names the metric, its value, the limit and the iteration."""
+    work = tmp_path / 'collapsed'
+    runner = _runner(work, person_folder, iters=6, hooks=(
+        dict(type='_ForceCollapseHook'),
+        dict(type='SAIPHealthHook', interval=1, patience=3, on_collapse='stop')),
+        **{'optim_wrapper.optimizer.lr': 0.0})
+    with pytest.raises(CollapseError) as err:
+        runner.train()
+    msg = str(err.value)
+    assert 'collapse' in msg and 'iteration 3' in msg and 'since iteration 1' in msg
+    assert 'cosine_student=1.0000 > 0.99' in msg
+    # checkpoints of iterations 1 and 2 were written during the unhealthy checks: said so
+    assert 'iter_2.pth was written after the first unhealthy check' in msg
+    assert not (work / 'iter_3.pth').exists()
+    log = next(work.glob('*/*.log')).read_text()
+    assert 'WARNING' in log and 'representation collapse suspected at iteration 3' in log
+
+
+def test_alarm_stays_silent_on_a_healthy_micro_run(person_folder, tmp_path):
+    """The same micro run without the forced collapse, default rules: no alarm."""
+    work = tmp_path / 'healthy'
+    _runner(work, person_folder, iters=6, hooks=(
+        dict(type='SAIPHealthHook', interval=1, on_collapse='stop'), )).train()
+    rows = [r for r in _scalars(work) if 'health/rankme_student' in r]
+    assert len(rows) == 6
+    log = next(work.glob('*/*.log')).read_text()
+    assert 'representation collapse' not in log
+
+
+def test_health_hook_rejects_bad_settings():
+    with pytest.raises(ValueError, match='on_collapse'):
+        SAIPHealthHook(on_collapse='halt')
+    with pytest.raises(ValueError, match=r"collapse_rules\['rankme_student'\]"):
+        SAIPHealthHook(collapse_rules={'rankme_student': ('<=', 1)})
+    with pytest.raises(ValueError, match='interval'):
+        SAIPHealthHook(interval=0)
