@@ -10,7 +10,8 @@
 # torch, so it is built once from its sdist (C++20 flag fix) and cached outside the checkout.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Physical path (-P): it is compared with where Python imports saip_mm from (a real path).
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 VENV="${SAIP_VENV:-$ROOT/.venv}"
 CACHE="${SAIP_CACHE:-$HOME/.cache/saip_mm}"
 PYTHON_BIN="${PYTHON:-python3.11}"
@@ -51,8 +52,23 @@ stamp_inputs() {
 }
 STAMP="$VENV/.saip_mm_stamp"
 
+# What the environment gives from a neutral folder (no PYTHONPATH, not the checkout): run from
+# the checkout, `import saip_mm` would find the checkout's folder whatever site-packages says.
+neutral_python() {
+  (cd / && env -u PYTHONPATH SAIP_ROOT="$ROOT" "$VENV/bin/python" "$@")
+}
+
+# The checkout the develop install points to (found without importing saip_mm), or nothing.
+# A venv shared by several checkouts holds one develop install: the last one installed.
+installed_checkout() {
+  neutral_python -c 'import importlib.util, os.path as osp
+spec = importlib.util.find_spec("saip_mm")
+print(osp.dirname(osp.dirname(osp.realpath(spec.origin))) if spec and spec.origin else "")' \
+    2>/dev/null || true
+}
+
 verify() {
-  "$VENV/bin/python" - <<'PY'
+  neutral_python - <<'PY'
 import torch
 from mmcv.ops import nms, roi_align  # noqa: F401  compiled ops must be there
 boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.], [20., 20., 30., 30.]])
@@ -66,7 +82,13 @@ assert Version(numpy.__version__) < Version('2'), f'numpy {numpy.__version__} is
 assert Version(pandas.__version__) < Version('3'), f'pandas {pandas.__version__} is not < 3'
 assert Version('77') <= Version(setuptools.__version__) < Version('81'), setuptools.__version__
 from mim.utils import get_installed_path  # how `mim train saip_mm` finds tools/train.py
+import os
 import os.path as osp
+package = osp.join(os.environ['SAIP_ROOT'], 'saip_mm')
+assert osp.dirname(osp.realpath(saip_mm.__file__)) == package, \
+    f'saip_mm imports from {osp.dirname(saip_mm.__file__)}, not from this checkout ({package})'
+assert osp.realpath(get_installed_path('saip_mm')) == package, \
+    f'mim finds saip_mm in {get_installed_path("saip_mm")}, not in this checkout ({package})'
 mim_train = osp.join(get_installed_path('saip_mm'), '.mim', 'tools', 'train.py')
 assert osp.isfile(mim_train), f'mim would run {mim_train}, which does not exist'
 print(f'[install] verified: torch {torch.__version__}, mmcv {mmcv.__version__} (ops ok), '
@@ -77,9 +99,21 @@ PY
 }
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(stamp_inputs)" ]; then
+  # The stamp says nothing about which checkout the develop install points to: in a venv
+  # shared with another checkout, it may be that one's code that every `import saip_mm` runs.
+  INSTALLED="$(installed_checkout)"
+  if [ "$INSTALLED" != "$ROOT" ]; then
+    echo "[install] saip_mm in $VENV is the develop install of ${INSTALLED:-no checkout}, not of this checkout ($ROOT): reinstalling it for $ROOT."
+    step project "saip_mm from $ROOT in develop mode (replaces ${INSTALLED:-nothing})"
+    neutral_python "$ROOT/tools/misc/install_develop.py"
+  fi
   CURRENT_STEP="verify"
   if verify; then
-    echo "[install] environment at $VENV is up to date: nothing rebuilt, nothing reinstalled."
+    if [ "$INSTALLED" = "$ROOT" ]; then
+      echo "[install] environment at $VENV is up to date: nothing rebuilt, nothing reinstalled."
+    else
+      echo "[install] environment at $VENV is up to date; its develop install now points to $ROOT (it pointed to ${INSTALLED:-no checkout})."
+    fi
     exit 0
   fi
   echo "[install] stamp matches but the checks failed: reinstalling."
@@ -197,7 +231,7 @@ step deploy "ONNX export and onnxruntime (optional extras, requirements/deploy.t
 # Develop mode (metadata in the checkout, an egg-link in site-packages), not pip's PEP 660
 # editable install: with the latter, `mim train saip_mm` looks for site-packages/saip_mm.
 step project "saip_mm from this checkout in develop mode (editable; mim train/test find it)"
-"$VENV/bin/python" "$ROOT/tools/misc/install_develop.py"
+neutral_python "$ROOT/tools/misc/install_develop.py"
 
 step verify "compiled ops and imports"
 verify

@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from .backbone_export import extract_backbone
+from .pos_embed_grid import resolve_pos_embed_grid
 
 # timm/DeiT/MAE/HAP/DINO/PATH/SAIPv1 names (and mmpretrain's own) → mmpretrain names.
 TOP_LEVEL_NAMES = {
@@ -299,11 +300,10 @@ def source_grid(num_patches: int, src_grid: Optional[Sequence[int]] = None,
     """The (h, w) grid of a checkpoint's patch position embeddings, and where it came from.
 
     Order: ``src_grid`` (``--src-grid``), the layout's ``hint``, a square grid; the rules of
-    :func:`saip_mm.models.utils.pretrained.resolve_pos_embed_grid`, which the loader uses too.
+    :func:`saip_mm.utils.pos_embed_grid.resolve_pos_embed_grid`, which the loader uses too.
     """
     if src_grid is None and hint is not None:
         return hint
-    from saip_mm.models.utils.pretrained import resolve_pos_embed_grid
     try:
         grid, origin = resolve_pos_embed_grid(num_patches, src_grid, context=path)
     except ValueError as e:

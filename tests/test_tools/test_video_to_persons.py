@@ -1,5 +1,7 @@
 """tools/dataset_converters/video_to_persons.py on a synthetic pedestrian video."""
 import json
+import os
+import pty
 import re
 import subprocess
 import sys
@@ -51,6 +53,14 @@ def test_layout_tracks_and_time_split(video, tmp_path):
     res = run('--video', video, '--out', out, '--upscale', 1.0, '--min-track', 4,
               '--max-per-window', 3, '--crop-stride', 2)
     assert res.returncode == 0, res.stderr
+    # stdout is a pipe, as under nohup or CI: whole lines every 10% with rate and ETA, no '\r'
+    assert '\r' not in res.stdout and '\r' not in res.stderr
+    steps = re.findall(r'^detecting people: (\d+)/40 frames \((\d+)%\), [\d.]+ frames/s, '
+                       r'elapsed \d+:\d\d, ETA \d+:\d\d$', res.stdout, re.M)
+    assert [(int(n), int(p)) for n, p in steps] == [(4 * k, 10 * k) for k in range(1, 11)]
+    writing = re.findall(r'^writing images: \d+/\d+ frames \((\d+)%\), [\d.]+ frames/s, '
+                         r'elapsed \d+:\d\d, ETA \d+:\d\d$', res.stdout, re.M)
+    assert writing and writing[-1] == '100'
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['frames_read'] == 40 and summary['split_frame'] == 20
     assert summary['train_tracks'] == 2 and summary['eval_identities'] == 2
@@ -129,3 +139,41 @@ def test_video_without_people_fails_naming_the_thresholds(tmp_path):
     assert '--hit-threshold (now 0.3; e.g. 0 or -0.5)' in res.stderr
     assert '--upscale (now 1.5;' in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ['empty_street.avi']  # nothing written
+
+
+def test_progress_in_a_terminal_is_one_redrawn_bar(tmp_path):
+    """With stdout on a terminal (a pty) the bar is kept: redrawn with '\\r', no 10% lines."""
+    video = tmp_path / 'street.avi'
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'MJPG'), 10, (160, 120))
+    for t in range(6):
+        writer.write(np.full((120, 160, 3), 100 + 10 * t, np.uint8))
+    writer.release()
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, str(TOOL), '--video', str(video), '--out',
+                                 str(tmp_path / 'out')], stdout=terminal,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        os.close(terminal)
+        terminal = None
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the tool exited and closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        err = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        os.close(controller)
+        if terminal is not None:
+            os.close(terminal)
+    out = b''.join(chunks).decode()
+    # no person in this video: detection ran over all 6 frames, then the usual error
+    assert proc.returncode != 0 and 'no person detected in 6 frames' in err
+    bar = re.search(r'\rdetecting people: \[#{30}\] 6/6 frames, [\d.]+ frames/s, '
+                    r'elapsed \d+:\d\d, ETA \d+:\d\d *\r?\n', out)
+    assert bar, out
+    assert not re.search(r'\(\d+%\)', out)  # no log-style lines

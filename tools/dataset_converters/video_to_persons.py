@@ -25,12 +25,16 @@ when complete; a failed run removes only that folder. An existing ``--out`` that
 non-empty folder that is not a dataset of this tool, is refused before detection starts. A video
 in which HOG finds no person is an error that names the thresholds to try.
 
+Progress (:mod:`saip_mm.utils.progress`): a bar in a terminal; in a log file (``nohup``, CI)
+one whole line every 10% of the frames, with the rate and the ETA.
+
     python tools/dataset_converters/video_to_persons.py --out data/vtest
     python tools/dataset_converters/video_to_persons.py --video my.mp4 --out data/mine
     python tools/dataset_converters/video_to_persons.py --frames my_frames/ --out data/mine
 """
 import argparse
 import glob
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -38,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from types import ModuleType
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import cv2
@@ -95,11 +100,45 @@ def find_vtest(cache: str) -> str:
     return osp.join(cache, VTEST_IN_DEB)
 
 
+def load_progress() -> ModuleType:
+    """``saip_mm.utils.progress``, read from the installed package without running
+    ``saip_mm/__init__.py``: that imports the whole model stack (about 8 s), and this tool needs
+    only the progress report, which uses the standard library alone."""
+    spec = importlib.util.find_spec('saip_mm')
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError('saip_mm is not installed in this Python environment: run '
+                           'tools/install.sh, or use the interpreter of its venv')
+    path = osp.join(list(spec.submodule_search_locations)[0], 'utils', 'progress.py')
+    module_spec = importlib.util.spec_from_file_location('_saip_mm_progress', path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def _frame_files(frames_dir: str) -> List[str]:
+    return sorted(f for f in glob.glob(osp.join(frames_dir, '*'))
+                  if f.lower().endswith(('.jpg', '.jpeg', '.png', '.bmp')))
+
+
+def count_frames(video: Optional[str], frames_dir: Optional[str]) -> Optional[int]:
+    """Frames to expect, for the progress report: exact for a folder, the container's
+    estimate for a video, None when unknown (the reader fails clearly later)."""
+    if frames_dir is not None:
+        return len(_frame_files(frames_dir))
+    if not osp.isfile(video):
+        return None
+    cap = cv2.VideoCapture(video)
+    try:
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+    return n if n > 0 else None
+
+
 def read_frames(video: Optional[str], frames_dir: Optional[str]) -> Iterator[np.ndarray]:
     """Yield BGR frames from a video file or a folder of images, failing clearly."""
     if frames_dir is not None:
-        files = sorted(f for f in glob.glob(osp.join(frames_dir, '*'))
-                       if f.lower().endswith(('.jpg', '.jpeg', '.png', '.bmp')))
+        files = _frame_files(frames_dir)
         if not files:
             raise FileNotFoundError(f'no jpg/png frames in {frames_dir}')
         for f in files:
@@ -205,12 +244,18 @@ def _write_dataset(folder: str, source: dict,
     for sub in ('persons', 'frames', 'reid/bounding_box_train', 'reid/query',
                 'reid/bounding_box_test'):
         os.makedirs(osp.join(folder, sub))
+    Progress = load_progress().Progress
     print('writing images ...', flush=True)
-    for idx, frame in enumerate(read_frames(source.get('video'), source.get('frames'))):
-        for rel, box in writes.get(idx, []):
-            path = osp.join(folder, rel)
-            if not cv2.imwrite(path, frame if box is None else crop(frame, box)):
-                raise OSError(f'cannot write {path}')
+    last = max(writes) + 1 if writes else 0  # frames after the last write are not read
+    with Progress(last, label='writing images', unit='frames') as progress:
+        for idx, frame in enumerate(read_frames(source.get('video'), source.get('frames'))):
+            if idx >= last:
+                break
+            for rel, box in writes.get(idx, []):
+                path = osp.join(folder, rel)
+                if not cv2.imwrite(path, frame if box is None else crop(frame, box)):
+                    raise OSError(f'cannot write {path}')
+            progress.update()
     for name, items in (('persons.txt', persons), ('frames.txt', frame_list)):
         with open(osp.join(folder, name), 'w') as f:
             f.write('\n'.join(items) + '\n')
@@ -241,20 +286,21 @@ def convert(args: argparse.Namespace) -> Dict:
         raise FileExistsError(f'{args.out} exists and is not a finished dataset from this tool; '
                               'choose another --out (nothing is overwritten).')
 
-    from mmengine.utils import ProgressBar
+    Progress = load_progress().Progress
     detector = PeopleDetector(args.upscale, args.hit_threshold)
     detections = []
     n_det = n_frames = 0
     print('detecting people ...', flush=True)
-    bar = ProgressBar()
-    for idx, frame in enumerate(read_frames(source.get('video'), source.get('frames'))):
-        n_frames += 1
-        if idx % args.frame_step == 0:
-            boxes = detector(frame)
-            n_det += len(boxes)
-            detections.append((idx, boxes))
-        bar.update()
-    sys.stdout.write('\n')
+    # a bar in a terminal, whole lines every 10% (rate, ETA) in a log file
+    with Progress(count_frames(source.get('video'), source.get('frames')),
+                  label='detecting people', unit='frames') as progress:
+        for idx, frame in enumerate(read_frames(source.get('video'), source.get('frames'))):
+            n_frames += 1
+            if idx % args.frame_step == 0:
+                boxes = detector(frame)
+                n_det += len(boxes)
+                detections.append((idx, boxes))
+            progress.update()
     src_name = source.get('video') or source.get('frames')
     if n_frames == 0:
         raise ValueError(f'no frames read from {source}')
