@@ -31,7 +31,13 @@ def test_reference_recipe_numbers():
     assert cosine.eta_min == 0
     # MMEngine ignores accumulation when scaling: 8 GPUs x 64 per step is the base
     assert cfg.auto_scale_lr.base_batch_size == 8 * 64
-    assert any(h.type == 'SAIPTeacherHook' for h in cfg.custom_hooks)
+    assert [h.type for h in cfg.custom_hooks] == ['SAIPTeacherHook', 'SAIPHealthHook',
+                                                  'TrainingCurvesHook']
+    # online validation on Market-1501 every 10 epochs, best checkpoint by its mAP
+    assert cfg.train_cfg.val_interval == 10 and cfg.val_cfg.type == 'ValLoop'
+    assert cfg.val_dataloader.dataset.data_root == 'data/market1501/'
+    assert cfg.default_hooks.checkpoint.save_best == 'reid/mAP'
+    assert cfg.default_hooks.checkpoint.rule == 'greater'
     m = cfg.model
     assert m.n_local == 8 and m.mask_ratio == 0.75 and m.csr_scale == 1.25
     assert (m.base_momentum, m.end_momentum) == (0.996, 1.0)
@@ -66,7 +72,19 @@ def test_demo_config():
     assert cfg.optim_wrapper.constructor == 'SAIPOptimWrapperConstructor'
     assert cfg.optim_wrapper.paramwise_cfg.norm_decay_mult == 0
     assert cfg.log_processor.by_epoch is False  # an iteration-based run logs [i/40]
-    assert [h.type for h in cfg.custom_hooks] == ['SAIPTeacherHook', 'SAIPVisualizationHook']
+    assert [h.type for h in cfg.custom_hooks] == ['SAIPTeacherHook', 'SAIPHealthHook',
+                                                  'TrainingCurvesHook', 'SAIPVisualizationHook']
+    # online validation on the video's held-out identities, every 10 of the 40 iterations,
+    # logged at its iteration; the best teacher by mAP kept
+    assert cfg.train_cfg.val_interval == 10
+    assert cfg.val_dataloader.dataset.data_root == 'data/vtest/reid/'
+    assert cfg.val_dataloader.dataset.type == 'Market1501Dataset'
+    assert cfg.val_dataloader.dataset.split == 'test'
+    assert cfg.val_dataloader.sampler.seed == 0  # not drawn from NumPy (tested bit-identity)
+    assert cfg.val_evaluator.type == 'ReIDMetric' and cfg.val_evaluator.dist == 'cosine'
+    assert cfg.default_hooks.logger.log_metric_by_epoch is False
+    assert cfg.default_hooks.checkpoint.save_best == 'reid/mAP'
+    assert cfg.model.get('val_feature', 'teacher') == 'teacher'
 
 
 def test_batchviews_config_is_the_recipe_with_views_on_the_device():

@@ -6,6 +6,9 @@ from mmengine.dataset import default_collate, pseudo_collate
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+import saip_mm  # noqa: F401  (registration: the file also runs on its own)
+from saip_mm.models.data_preprocessor import SAIPDataPreprocessor
+
 SHAPES = dict(g1=(3, 256, 128), g2=(3, 256, 128), locals=(7, 3, 128, 64), region=(3, 128, 64),
               reference=(3, 224, 224), instance_mask=(224, 224), roi_mask=(224, 224))
 
@@ -49,3 +52,20 @@ def test_missing_view_is_named():
     # Configurable views: without CSS the masks are not needed.
     pre = MODELS.build(dict(type='SAIPDataPreprocessor', view_keys=('g1', 'g2', 'locals')))
     assert set(pre(default_collate(samples))['inputs']) == {'g1', 'g2', 'locals'}
+
+
+def test_plain_image_batches_are_stacked_flipped_to_rgb_and_normalised():
+    """Online evaluation: PackInputs gives (3, H, W) uint8 BGR tensors per image."""
+    pre = SAIPDataPreprocessor()
+    bgr = torch.zeros(3, 4, 2, dtype=torch.uint8)
+    bgr[0] = 10  # blue
+    bgr[2] = 200  # red
+    out = pre(dict(inputs=[bgr, bgr.clone()], data_samples=None))
+    images = out['inputs']
+    assert images.shape == (2, 3, 4, 2) and images.dtype == torch.float32
+    # RGB order after the flip, ImageNet mean/std of the pipeline
+    expected = torch.tensor([(200 - 123.675) / 58.395, (0 - 116.28) / 57.12,
+                             (10 - 103.53) / 57.375])
+    assert torch.allclose(images[0, :, 0, 0], expected)
+    with pytest.raises(ValueError, match='different sizes'):
+        pre(dict(inputs=[bgr, torch.zeros(3, 5, 2, dtype=torch.uint8)]))

@@ -209,6 +209,34 @@ def test_alarm_stays_silent_on_a_healthy_micro_run(person_folder, tmp_path):
     assert 'representation collapse' not in log
 
 
+def test_predict_embeds_with_the_teacher_or_the_student_and_changes_nothing():
+    """`predict` sets `pred_feature` = the chosen backbone's final cls token; no state moves."""
+    from mmpretrain.registry import MODELS
+    from mmpretrain.structures import DataSample
+    cfg = Config.fromfile(str(CONFIG))
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    with torch.no_grad():  # make the student differ from its EMA teacher
+        for p in model.backbone.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    model.train()
+    images = torch.randn(3, 3, 256, 128)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    samples = model(images, [DataSample() for _ in range(3)], mode='predict')
+    teacher = model.teacher['backbone'](images)['last'][:, 0]
+    got = torch.stack([s.pred_feature for s in samples])
+    assert torch.allclose(got, teacher, atol=1e-6)
+    model.val_feature = 'student'
+    model.eval()
+    student = model.backbone(images)['last'][:, 0]
+    assert torch.allclose(model(images, mode='predict'), student, atol=1e-6)
+    assert not torch.allclose(student, teacher, atol=1e-3)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    with pytest.raises(ValueError, match='val_feature'):
+        MODELS.build(dict(cfg.model, val_feature='ema'))
+
+
 def test_health_hook_rejects_bad_settings():
     with pytest.raises(ValueError, match='on_collapse'):
         SAIPHealthHook(on_collapse='halt')

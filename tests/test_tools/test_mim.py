@@ -49,6 +49,7 @@ def test_mim_train_saip_mm_demo_config_from_another_folder(person_folder, tmp_pa
                    'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
                    'train_dataloader.persistent_workers=False', 'train_cfg.max_iters=1',
                    'default_hooks.checkpoint=None', 'default_hooks.logger.interval=1',
+                   'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
                    *SMALL_HEADS], cwd=elsewhere)
     # mim found the config and the training script in this checkout
     assert f'will use {ROOT / DEMO} instead' in log
