@@ -12,7 +12,6 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.fileio import LocalBackend
-from mmengine.hooks import CheckpointHook
 from mmengine.runner import Runner, find_latest_checkpoint
 
 from saip_mm.engine.hooks import SafeCheckpointHook, safe_checkpoint_hook
@@ -135,16 +134,46 @@ def test_a_fault_at_any_step_leaves_a_complete_latest_checkpoint(where, toy_imag
     assert _last(work) == str(work / 'iter_4.pth')
 
 
-def test_stock_checkpoint_hook_loses_the_run(toy_images, tmp_path, monkeypatch):
-    """The failure SafeCheckpointHook fixes: MMEngine deletes first and writes in place."""
+def test_each_save_writes_aside_renames_points_then_prunes(toy_images, tmp_path, monkeypatch):
+    """The file operations of three saves with max_keep_ckpts=1, in order: the new checkpoint
+    is written to ``<name>.partial``, renamed, ``last_checkpoint`` is pointed at it, and only
+    then is the previous checkpoint deleted. Catches: the stock order (MMEngine's
+    CheckpointHook deletes the old checkpoint first and writes the new one in place, so a kill
+    during the write loses the run) or any step moved before the one it must follow."""
     work = tmp_path / 'work'
-    with monkeypatch.context() as patch:
-        patch.setattr(LocalBackend, 'put', _half_write_then_die('iter_3.pth'))
-        with pytest.raises(Killed):
-            _train(work, toy_images, 'CheckpointHook')
-    assert _last(work) == str(work / 'iter_2.pth')
-    assert not (work / 'iter_2.pth').exists()  # named by last_checkpoint, but deleted
-    assert issubclass(SafeCheckpointHook, CheckpointHook)
+    events = []
+    put, remove, replace = LocalBackend.put, LocalBackend.remove, os.replace
+
+    def spy_put(self, obj, filepath):
+        events.append(('write', Path(filepath).name))
+        return put(self, obj, filepath)
+
+    def spy_remove(self, filepath):
+        events.append(('delete', Path(filepath).name))
+        return remove(self, filepath)
+
+    def spy_replace(src, dst):
+        result = replace(src, dst)
+        if Path(dst).name == 'last_checkpoint':
+            events.append(('point', Path(Path(dst).read_text()).name))
+        elif Path(dst).name.startswith('iter_'):
+            events.append(('rename', f'{Path(src).name} -> {Path(dst).name}'))
+        return result
+
+    monkeypatch.setattr(LocalBackend, 'put', spy_put)
+    monkeypatch.setattr(LocalBackend, 'remove', spy_remove)
+    monkeypatch.setattr(safe_checkpoint_hook.os, 'replace', spy_replace)
+    _train(work, toy_images, 'SafeCheckpointHook')
+    monkeypatch.undo()
+    expected = []
+    for it in (1, 2, 3):
+        expected += [('write', f'iter_{it}.pth.partial'),
+                     ('rename', f'iter_{it}.pth.partial -> iter_{it}.pth'),
+                     ('point', f'iter_{it}.pth')]
+        if it > 1:
+            expected.append(('delete', f'iter_{it - 1}.pth'))
+    assert [e for e in events if e[1].startswith('iter_')] == expected
+    assert _checkpoint_files(work) == ['iter_3.pth', 'last_checkpoint']
 
 
 def test_write_text_atomic_replaces_whole(tmp_path):

@@ -4,6 +4,8 @@ import json
 import math
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,14 +20,18 @@ def tool():
     return module
 
 
-def _run(method, seed, mAP, rank1, wall=10.0):
+def _run(method, seed, mAP, rank1, wall=10.0, rankme=None, curves=None):
+    metrics = {'mAP': mAP, 'rank-1': rank1, 'rank-5': 50.0, 'rank-10': 60.0}
+    if rankme is not None:
+        metrics['rankme'] = rankme
     return dict(method=method, seed=seed, iters=2, batch=2, images_seen=4, wall_s=wall,
-                metrics={'mAP': mAP, 'rank-1': rank1, 'rank-5': 50.0, 'rank-10': 60.0})
+                metrics=metrics, curves=curves or {})
 
 
 def test_mean_std_and_markdown_rows(tool):
-    runs = [_run('saip', 0, 30.0, 40.0, 10.0), _run('saip', 1, 34.0, 44.0, 14.0),
-            _run('random', 0, 20.0, 25.0, 0.0)]
+    runs = [_run('saip', 0, 30.0, 40.0, 10.0, rankme=20.0),
+            _run('saip', 1, 34.0, 44.0, 14.0, rankme=22.0),
+            _run('random', 0, 20.0, 25.0, 0.0)]  # a result from before RankMe was recorded
     agg = tool.aggregate(runs)
     assert list(agg) == ['saip', 'random']
     assert agg['saip']['mAP']['mean'] == pytest.approx(32.0)
@@ -36,10 +42,26 @@ def test_mean_std_and_markdown_rows(tool):
     assert tool.format_mean_std(agg['random']['mAP']) == '20.0 ± n/a'
     md = tool.to_markdown(agg).splitlines()
     assert md[0].startswith('| method | iterations | batch | images seen | mean wall s |')
+    assert md[0].endswith('| rank-10 | RankMe |')
     assert md[2] == ('| saip | 2 | 2 | 4 | 12.0 | 2 | 32.0 ± 2.83 | 42.0 ± 2.83 | '
-                     '50.0 ± 0.00 | 60.0 ± 0.00 |')
+                     '50.0 ± 0.00 | 60.0 ± 0.00 | 21.0 ± 1.41 |')
     assert md[3] == ('| random | 2 | 2 | 4 | 0.0 | 1 | 20.0 ± n/a | 25.0 ± n/a | '
-                     '50.0 ± n/a | 60.0 ± n/a |')
+                     '50.0 ± n/a | 60.0 ± n/a | n/a |')
+
+
+def test_mean_curve_and_curve_figure(tool, tmp_path):
+    """Curves are averaged over the seeds that recorded each iteration; runs without curves
+    (random init) appear as their final mAP; no curve at all draws nothing."""
+    runs = [_run('saip', 0, 30.0, 40.0, curves={'val/reid/mAP': [[1, 10.0], [2, 20.0]]}),
+            _run('saip', 1, 34.0, 44.0, curves={'val/reid/mAP': [[1, 14.0], [2, 30.0]],
+                                                'health/rankme_teacher': [[2, 3.0]]}),
+            _run('random', 0, 20.0, 25.0)]
+    assert tool.mean_curve(runs, 'val/reid/mAP') == [[1, 12.0], [2, 25.0]]
+    assert tool.mean_curve(runs, 'health/rankme_teacher') == [[2, 3.0]]
+    assert tool.plot_curves(runs, str(tmp_path / 'curves.png'))
+    assert (tmp_path / 'curves.png').stat().st_size > 1000
+    assert not tool.plot_curves(runs[2:], str(tmp_path / 'none.png'))
+    assert not (tmp_path / 'none.png').exists()
 
 
 @pytest.mark.parametrize('method,kept', [
@@ -58,9 +80,24 @@ def test_ablation_heads_read_from_config_files(tool, method, kept, tmp_path):
     assert cfg.param_scheduler[1]['end'] == 20
 
 
-def test_end_to_end_two_methods_two_seeds_and_resume(tool, person_folder, market1501_split,
-                                                     tmp_path, capsys):
-    split = market1501_split
+def write_faint_identity_split(root: Path, num_ids: int = 4) -> Path:
+    """A Market-1501-layout split where identity is a faint colour cast on noise: frozen
+    features of different weights (seeds, training) score differently on it, unlike the
+    clean-colour split of conftest.py where every ViT scores 100."""
+    rng = np.random.default_rng(0)
+    for pid in range(1, num_ids + 1):
+        color = rng.integers(0, 256, 3)
+        for cam, folder in ((1, 'query'), (2, 'bounding_box_test'), (3, 'bounding_box_test')):
+            img = rng.integers(0, 256, (64, 32, 3)).astype(np.float64)
+            img[12:60, 6:26] = 0.8 * img[12:60, 6:26] + 0.2 * color
+            path = root / folder / f'{pid:04d}_c{cam}s1_{pid * 100 + cam:06d}_00.jpg'
+            path.parent.mkdir(parents=True, exist_ok=True)
+            assert cv2.imwrite(str(path), img.astype(np.uint8))
+    return root
+
+
+def test_end_to_end_two_methods_two_seeds_and_resume(tool, person_folder, tmp_path, capsys):
+    split = write_faint_identity_split(tmp_path / 'reid')
     work = tmp_path / 'cmp'
     argv = ['--preset', 'cpu', '--data-root', str(person_folder), '--background',
             str(person_folder), '--eval-root', str(split), '--work-dir', str(work),
@@ -73,17 +110,48 @@ def test_end_to_end_two_methods_two_seeds_and_resume(tool, person_folder, market
     out = capsys.readouterr().out
     assert 'run 1/4 saip-csm seed 0 ... ETA after the first run' in out
     assert 'run 2/4 saip-csm seed 1 ... ETA' in out
-    for name in ('compare.md', 'compare.json', 'compare.png'):
+    for name in ('compare.md', 'compare.json', 'compare.png', 'compare_curves.png'):
         assert (work / name).is_file() and (work / name).stat().st_size > 0, name
     assert not list(work.glob('saip-csm/seed*/train/iter_*.pth'))  # exported, then removed
     assert (work / 'saip-csm' / 'seed0' / 'backbone.pth').is_file()
     data = json.loads((work / 'compare.json').read_text())
     assert [(r['method'], r['seed']) for r in data['runs']] == [
         ('saip-csm', 0), ('saip-csm', 1), ('random', 0), ('random', 1)]
+    # A row is the frozen-feature evaluation of its own backbone under its own seed: an
+    # independent reid_frozen_eval.evaluate_backbones of seed 1's rows (the random init under
+    # seed 1, the exported teacher of the seed-1 run) gives the very same numbers. (One call,
+    # a few seconds: seed 1 because a seed lost on the way would read as seed 0.)
+    import reid_frozen_eval  # on sys.path once the tool is imported (next to it)
+    random1, saip1 = data['runs'][3], data['runs'][1]
+    assert (random1['method'], random1['seed'], saip1['method'], saip1['seed']) == (
+        'random', 1, 'saip-csm', 1)
+    independent = reid_frozen_eval.evaluate_backbones(
+        str(split), {'random': None, 'saip': saip1['backbone']}, seed=1)['results']
+    for row, name in ((random1, 'random'), (saip1, 'saip')):
+        assert {m: row['metrics'][m] for m in tool.METRICS} == {
+            m: float(independent[name][m]) for m in tool.METRICS}, (row, independent)
     for r in data['runs']:
-        assert all(math.isfinite(v) and 0 <= v <= 100 for v in r['metrics'].values()), r
+        assert r['eval'] == dict(data_root=str(split), num_query=4, num_gallery=8,
+                                 num_identities=4)
+        assert all(math.isfinite(r['metrics'][m]) for m in tool.METRICS), r
+    # the seed reaches the random init: seeds 0 and 1 score differently on this split
+    assert data['runs'][2]['metrics']['mAP'] != random1['metrics']['mAP']
+    for method, rows in (('saip-csm', data['runs'][:2]), ('random', data['runs'][2:])):
+        for m in tool.METRICS:  # the table's means are those of the rows
+            assert data['aggregates'][method][m]['mean'] == pytest.approx(
+                (rows[0]['metrics'][m] + rows[1]['metrics'][m]) / 2)
     assert data['aggregates']['saip-csm']['images_seen'] == 4
     assert data['aggregates']['random']['images_seen'] == 0
+    # SAIP runs validate online at every iteration of their 2 (CURVE_POINTS caps at one per
+    # iteration) and keep the curve; the last point is the exported teacher's frozen mAP
+    for r in data['runs'][:2]:
+        assert [p[0] for p in r['curves']['val/reid/mAP']] == [1, 2]
+        assert r['curves']['val/reid/mAP'][-1][1] == pytest.approx(r['metrics']['mAP'],
+                                                                   abs=1e-3)
+        assert [p[0] for p in r['curves']['health/rankme_teacher']] == [1, 2]
+    for r in data['runs']:
+        assert 1 <= r['metrics']['rankme'] <= 15  # 15 evaluation images: at most 15
+    assert data['runs'][2]['curves'] == {}
     assert data['runs'][0]['wall_s'] > 0
     assert {'platform', 'cpu_count', 'torch_threads', 'torch_version'} <= set(data['machine'])
     assert '--methods saip-csm random' in data['command']

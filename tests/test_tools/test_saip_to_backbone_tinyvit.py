@@ -1,5 +1,6 @@
 """tools/model_converters/saip_to_backbone.py on a SAIP TinyViT-5M checkpoint: the output loads
 strictly into mmpretrain's stock TinyViT."""
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,46 @@ def test_tinyvit_export_loads_strictly_into_stock_tinyvit(tmp_path):
     teacher.eval()
     with torch.no_grad():
         torch.testing.assert_close(stock(x)[0], teacher(x)['last'][:, 0], rtol=1e-4, atol=1e-5)
+
+
+def test_tinyvit_export_carries_the_trained_batchnorm_statistics(tmp_path):
+    """Train-mode student forwards (what a training step's forwards do to the BatchNorm
+    statistics), the teacher update SAIPTeacherHook makes after each optimiser step, then the
+    export: the stock TinyViT's statistics are the trained ones, not the initial mean 0 /
+    var 1. Catches: update_teacher not copying the student's buffers into the teacher (the
+    exported backbone)."""
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='SAIP', backbone=dict(type='SAIPTinyViT', arch='5m'),
+        csm_head=dict(type='CSMHead', in_channels=320, out_channels=256,
+                      loss=dict(type='CSMLoss', attn_loss_weight=0.0)),
+        csr_head=None, css_head=dict(type='CSSHead', in_channels=160, embed_dims=32,
+                                     num_heads=2)))
+    # No init_weights: the teacher is a deep copy of the student from construction, and the
+    # weight init (seconds on 2 cores) changes no BatchNorm buffer.
+    initial = {k: v.clone() for k, v in model.teacher['backbone'].named_buffers()
+               if k.endswith(('running_mean', 'running_var'))}
+    model.train()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _ in range(2):
+            model.backbone(2.0 * torch.randn(2, 3, 96, 48, generator=gen) + 0.5)
+    model.update_teacher()
+    trained = {k: v.clone() for k, v in model.backbone.named_buffers() if k in initial}
+    src = tmp_path / 'iter_1.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(iter=1)), src)
+    out = tmp_path / 'saip_tinyvit-5m.pth'
+    # The tool in this process (its main() is what the command line runs).
+    spec = importlib.util.spec_from_file_location('saip_to_backbone_tool', TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.main([str(src), str(out)])
+
+    stock = TinyViT(arch='5m', img_size=(256, 128))
+    load_checkpoint(stock, str(out), revise_keys=[(r'^backbone\.', '')], strict=True)
+    exported = stock.state_dict()
+    assert len(trained) > 30
+    for key, value in trained.items():
+        torch.testing.assert_close(exported[key], value, rtol=0, atol=0, msg=key)
+        # the forwards moved every statistic away from its initial value
+        assert not torch.equal(value, initial[key]), key
