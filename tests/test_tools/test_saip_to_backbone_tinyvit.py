@@ -7,22 +7,16 @@ from pathlib import Path
 
 import torch
 from mmengine.runner import load_checkpoint
-import saip_mm  # noqa: F401  (registers SAIP)
 from mmpretrain.models import TinyViT
-from mmpretrain.registry import MODELS
+
+from saip_testlib import tinyvit_saip
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / 'tools' / 'model_converters' / 'saip_to_backbone.py'
 
 
 def test_tinyvit_export_loads_strictly_into_stock_tinyvit(tmp_path):
-    torch.manual_seed(0)
-    model = MODELS.build(dict(
-        type='SAIP', backbone=dict(type='SAIPTinyViT', arch='5m'),
-        csm_head=dict(type='CSMHead', in_channels=320, out_channels=256,
-                      loss=dict(type='CSMLoss', attn_loss_weight=0.0)),
-        csr_head=None, css_head=dict(type='CSSHead', in_channels=160, embed_dims=32,
-                                     num_heads=2)))
+    model = tinyvit_saip()
     model.init_weights()
     teacher = model.teacher['backbone']
     with torch.no_grad():  # student and teacher differ; buffers are not at their init values
@@ -60,15 +54,7 @@ def test_tinyvit_export_carries_the_trained_batchnorm_statistics(tmp_path):
     export: the stock TinyViT's statistics are the trained ones, not the initial mean 0 /
     var 1. Catches: update_teacher not copying the student's buffers into the teacher (the
     exported backbone)."""
-    torch.manual_seed(0)
-    model = MODELS.build(dict(
-        type='SAIP', backbone=dict(type='SAIPTinyViT', arch='5m'),
-        csm_head=dict(type='CSMHead', in_channels=320, out_channels=256,
-                      loss=dict(type='CSMLoss', attn_loss_weight=0.0)),
-        csr_head=None, css_head=dict(type='CSSHead', in_channels=160, embed_dims=32,
-                                     num_heads=2)))
-    # No init_weights: the teacher is a deep copy of the student from construction, and the
-    # weight init (seconds on 2 cores) changes no BatchNorm buffer.
+    model = tinyvit_saip()  # no init_weights: it changes no BatchNorm buffer
     initial = {k: v.clone() for k, v in model.teacher['backbone'].named_buffers()
                if k.endswith(('running_mean', 'running_var'))}
     model.train()

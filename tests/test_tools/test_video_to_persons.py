@@ -126,12 +126,17 @@ def test_out_that_is_a_file_is_refused_before_detection(video, tmp_path):
     assert out.read_text() == 'a file of mine'
 
 
-def test_video_without_people_fails_naming_the_thresholds(tmp_path):
-    video = tmp_path / 'empty_street.avi'
+def _empty_street(video: Path) -> Path:
+    """A 6-frame video of plain grey frames: no person in it."""
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'MJPG'), 10, (160, 120))
     for t in range(6):
         writer.write(np.full((120, 160, 3), 100 + 10 * t, np.uint8))
     writer.release()
+    return video
+
+
+def test_video_without_people_fails_naming_the_thresholds(tmp_path):
+    video = _empty_street(tmp_path / 'empty_street.avi')
     out = tmp_path / 'out'
     res = run('--video', video, '--out', out)
     assert res.returncode != 0
@@ -143,11 +148,7 @@ def test_video_without_people_fails_naming_the_thresholds(tmp_path):
 
 def test_progress_in_a_terminal_is_one_redrawn_bar(tmp_path):
     """With stdout on a terminal (a pty) the bar is kept: redrawn with '\\r', no 10% lines."""
-    video = tmp_path / 'street.avi'
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'MJPG'), 10, (160, 120))
-    for t in range(6):
-        writer.write(np.full((120, 160, 3), 100 + 10 * t, np.uint8))
-    writer.release()
+    video = _empty_street(tmp_path / 'street.avi')
     controller, terminal = pty.openpty()
     try:
         proc = subprocess.Popen([sys.executable, str(TOOL), '--video', str(video), '--out',

@@ -1,25 +1,9 @@
 """The TinyViT teacher follows the student's BatchNorm statistics (SAIP.update_teacher)."""
 import torch
 
-import saip_mm  # noqa: F401  (registers SAIP)
-from mmpretrain.registry import MODELS
+from saip_testlib import tinyvit_saip
 
 BN_STATS = ('running_mean', 'running_var', 'num_batches_tracked')
-
-
-def tinyvit_saip():
-    """SAIP with the TinyViT-5M backbone of the TinyViT variant (small heads: the heads hold
-    no BatchNorm)."""
-    torch.manual_seed(0)
-    model = MODELS.build(dict(
-        type='SAIP', backbone=dict(type='SAIPTinyViT', arch='5m'),
-        csm_head=dict(type='CSMHead', in_channels=320, out_channels=256,
-                      loss=dict(type='CSMLoss', attn_loss_weight=0.0)),
-        csr_head=None, css_head=dict(type='CSSHead', in_channels=160, embed_dims=32,
-                                     num_heads=2)))
-    # No init_weights: the teacher is a deep copy of the student from construction, and the
-    # weight init (seconds on 2 cores) changes no BatchNorm buffer.
-    return model
 
 
 def test_update_teacher_copies_the_students_batchnorm_statistics():
