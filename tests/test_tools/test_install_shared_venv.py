@@ -53,8 +53,8 @@ def neutral_import(python: Path, cwd: Path) -> list:
 
 
 def test_install_sh_moves_a_shared_venvs_develop_install_to_its_checkout(tmp_path):
-    """About 45 s on 2 cores: install.sh's real verification (mmcv ops, imports, mim's
-    lookup) runs three times, each a fresh interpreter importing the whole stack."""
+    """About 45 s on 2 cores: install.sh runs twice from B with its real verification (mmcv
+    ops, the whole stack imported, mim's lookup), plus the develop install of A."""
     a = copy_checkout(tmp_path / 'clone_a')
     b = copy_checkout(tmp_path / 'clone_b')
     venv = tmp_path / 'shared_venv'
