@@ -9,19 +9,10 @@ from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
 from .health_hook import HEALTH_PREFIX
+from .safe_checkpoint_hook import PARTIAL_SUFFIX, write_text_atomic
 
 #: Checkpoint key of the recorded series (so a resumed run draws its whole history).
 CHECKPOINT_KEY = 'curves'
-
-
-def _write_atomic(path: str, write) -> None:
-    """Write through ``write(partial_path)``, then rename: a reader never sees half a file.
-
-    The file keeps the umask's mode (``open``/``savefig`` create it), unlike ``mkstemp``.
-    """
-    partial = path + '.partial'
-    write(partial)
-    os.replace(partial, path)
 
 
 def plot_curves(series: Dict[str, List[List[float]]], path: str, title: str = '') -> None:
@@ -60,8 +51,10 @@ def plot_curves(series: Dict[str, List[List[float]]], path: str, title: str = ''
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _write_atomic(path, lambda p: fig.savefig(p, dpi=100, format='png'))
+    # written aside, then renamed: a viewer never reads half a picture
+    fig.savefig(path + PARTIAL_SUFFIX, dpi=100, format='png')
     plt.close(fig)
+    os.replace(path + PARTIAL_SUFFIX, path)
 
 
 @HOOKS.register_module()
@@ -155,10 +148,5 @@ class TrainingCurvesHook(Hook):
         if not self.series:
             return
         base = osp.join(runner.work_dir, self.filename)
-
-        def dump(path: str) -> None:
-            with open(path, 'w') as f:
-                json.dump(self.series, f)
-
-        _write_atomic(base + '.json', dump)
+        write_text_atomic(base + '.json', json.dumps(self.series))
         plot_curves(self.series, base + '.png', title=osp.basename(runner.work_dir))
