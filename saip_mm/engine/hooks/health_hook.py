@@ -89,11 +89,20 @@ class SAIPHealthHook(Hook):
         self.on_collapse = on_collapse
         self._streak: Dict[str, int] = {}
         self._first_bad: Dict[str, int] = {}
+        # iteration of the newest checkpoint saved or resumed from (read from its meta: the
+        # file name counts epochs in an epoch-based run)
+        self._ckpt_iter: Optional[int] = None
 
     @staticmethod
     def _model(runner):
         model = runner.model
         return model.module if is_model_wrapper(model) else model
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._ckpt_iter = checkpoint.get('meta', {}).get('iter', runner.iter)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._ckpt_iter = checkpoint.get('meta', {}).get('iter')
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if self.every_n_train_iters(runner, self.interval):
@@ -149,20 +158,18 @@ class SAIPHealthHook(Hook):
                        f'or check the data. Thresholds: SAIPHealthHook(collapse_rules=...).')
             runner.logger.warning(message)
             if self.on_collapse == 'stop':
-                where = self._newest_checkpoint(runner, self._first_bad[name])
+                where = self._newest_checkpoint(runner, self._ckpt_iter, self._first_bad[name])
                 raise CollapseError(f'SAIP: stopped: {message} {where}')
 
     @staticmethod
-    def _newest_checkpoint(runner, first_bad: int) -> str:
+    def _newest_checkpoint(runner, ckpt_iter: Optional[int], first_bad: int) -> str:
         """Where the run can restart from, and whether that checkpoint is already unhealthy."""
         pointer = osp.join(runner.work_dir, 'last_checkpoint')
         if not osp.isfile(pointer):
             return 'No checkpoint was written before the alarm.'
         with open(pointer) as f:
             ckpt = f.read().strip()
-        name = osp.basename(ckpt)
-        step = ''.join(ch for ch in name if ch.isdigit())
-        if step and int(step) >= first_bad:
+        if ckpt_iter is not None and ckpt_iter >= first_bad:
             return (f'The newest checkpoint {ckpt} was written after the first unhealthy check '
                     f'(iteration {first_bad}); resume from an earlier one.')
         return f'The newest checkpoint, {ckpt}, predates the unhealthy checks.'
