@@ -76,7 +76,7 @@ scores = torch.tensor([0.9, 0.8, 0.7])
 _, keep = nms(boxes, scores, iou_threshold=0.5)
 assert keep.tolist() == [0, 2], keep
 import mmengine, mmcv, mmpretrain, mmpose, mmdet, mmseg, saip_mm  # noqa: F401,E401
-import numpy, pandas, setuptools  # noqa: E401  (openmim's pins held)
+import lmdb, numpy, pandas, setuptools  # noqa: E401,F401  (openmim's pins held; lmdb: LUPerson)
 from packaging.version import Version
 assert Version(numpy.__version__) < Version('2'), f'numpy {numpy.__version__} is not < 2'
 assert Version(pandas.__version__) < Version('3'), f'pandas {pandas.__version__} is not < 3'
@@ -211,6 +211,9 @@ step mmpose "mmpose ${MMPOSE_VERSION} without chumpy (never imported; its sdist 
 
 step kornia "kornia (batched views on the model's device)"
 "${PIP[@]}" -q 'kornia>=0.7' 'numpy<2' 'setuptools<81'
+
+step lmdb "lmdb (LUPerson's released LMDB as a pretraining source)"
+"${PIP[@]}" -q 'lmdb>=1.4' 'numpy<2'
 
 step extras "test and logging tools"
 "${PIP[@]}" -q -r "$ROOT/requirements/tests.txt" tensorboard 'numpy<2' 'pandas<3' 'setuptools>=77,<81'
