@@ -144,14 +144,27 @@ def check_output_path(src: str, dst: str, force: bool = False) -> None:
         raise FileExistsError(f'{dst} exists; pass --force to overwrite it')
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_atomic(obj: Any, dst: str) -> None:
-    """``torch.save`` to a temporary file beside ``dst``, then rename: never a half-written dst."""
+    """``torch.save`` to a temporary file beside ``dst``, then rename: never a half-written dst.
+
+    The file gets the mode of any newly created file (``0o666`` less the umask): ``mkstemp``
+    creates it ``0o600``, which would keep teammates on a shared cluster from reading an
+    exported backbone meant for them.
+    """
     folder = osp.dirname(osp.abspath(dst))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(dst) + '.', suffix='.tmp', dir=folder)
     try:
         with os.fdopen(fd, 'wb') as f:
             torch.save(obj, f)
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
         os.replace(tmp, dst)
     except BaseException:
         if osp.exists(tmp):

@@ -153,3 +153,18 @@ def test_dst_equal_to_src_is_refused_even_with_force(pretrain_ckpt, tmp_path):
         f'error: the output {dst} is the input checkpoint {src}: refusing to replace it '
         f'(also with --force); choose another output path')
     assert src.read_bytes() == before
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o077])
+def test_exported_file_keeps_the_umask_mode(pretrain_ckpt, tmp_path, umask):
+    """The write-aside file of mkstemp is 0600; the exported backbone must end up like every
+    other new file (0644 under the usual umask 022), or teammates cannot read it."""
+    import os
+    import stat
+    old = os.umask(umask)
+    try:
+        _convert_module().convert(str(pretrain_ckpt[0]), str(tmp_path / 'b.pth'))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / 'b.pth').stat().st_mode) == 0o666 & ~umask
+    assert not [p for p in tmp_path.iterdir() if p.name != 'b.pth']  # no temporary left
