@@ -14,6 +14,7 @@ from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from ..backbones.saip_vit import SAIPViT
 from ..data_preprocessor import SAIP_VIEW_KEYS
 from ..utils import anchor_consistent_mask
 from ..utils.health import (entropy_ratio, mean_offdiag_cosine, prototype_agreement,
@@ -81,6 +82,9 @@ class SAIP(BaseSelfSupervisor):
     checkpoints that hold them still load, the extra keys are dropped).
     :class:`SAIPTeacherHook` updates the teacher after each optimiser step; it must be in the
     config's ``custom_hooks``. A head set to ``None`` switches its objective off (the ablations).
+    An optional fourth objective, ``distill_head`` (:class:`DistillHead`), aligns the student on
+    a rescaled view with a frozen pretrained teacher ViT on the original view (cross-scale
+    distillation); it is off by default, and alone it gives the distillation-only ablation.
 
     Every loss term is checked before the optimiser step: a non-finite one stops the run with a
     ``FloatingPointError`` naming the term(s) and the iteration (no update, no teacher step, no
@@ -91,6 +95,9 @@ class SAIP(BaseSelfSupervisor):
         csm_head (dict, optional): :class:`CSMHead` config, or None to switch CSM off.
         csr_head (dict, optional): :class:`CSRHead` config, or None to switch CSR off.
         css_head (dict, optional): :class:`CSSHead` config, or None to switch CSS off.
+        distill_head (dict, optional): :class:`DistillHead` config (frozen teacher ViT, its
+            checkpoint, three alignment levels), or None (default): no distillation. Needs a
+            ViT student (``SAIPViT``).
         n_local (int): ``n_local`` of the method; the pipeline gives ``n_local - 1`` local crops
             (``PersonLocalViews.num_views``: set both together). Defaults to 8.
         rescale_factors (sequence[float]): factors drawn for the last local crop and the region
@@ -122,6 +129,7 @@ class SAIP(BaseSelfSupervisor):
                  csm_head: Optional[dict] = None,
                  csr_head: Optional[dict] = None,
                  css_head: Optional[dict] = None,
+                 distill_head: Optional[dict] = None,
                  n_local: int = 8,
                  rescale_factors: Sequence[float] = (0.75, 0.875, 1.125, 1.25),
                  csr_scale: float = 1.25,
@@ -133,8 +141,9 @@ class SAIP(BaseSelfSupervisor):
                  lean_ffn: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if csm_head is None and csr_head is None and css_head is None:
-            raise ValueError('SAIP needs at least one of csm_head, csr_head, css_head')
+        if csm_head is None and csr_head is None and css_head is None and distill_head is None:
+            raise ValueError('SAIP needs at least one of csm_head, csr_head, css_head, '
+                             'distill_head')
         if isinstance(n_local, bool) or not isinstance(n_local, int) or n_local < 2:
             raise ValueError(f'model.n_local must be an integer >= 2 (got {n_local!r})')
         if resize_mode not in RESIZE_MODES:
@@ -150,6 +159,10 @@ class SAIP(BaseSelfSupervisor):
         self.csm_head = MODELS.build(csm_head) if csm_head is not None else None
         self.csr_head = MODELS.build(csr_head) if csr_head is not None else None
         self.css_head = MODELS.build(css_head) if css_head is not None else None
+        self.distill_head = MODELS.build(distill_head) if distill_head is not None else None
+        if self.distill_head is not None and not isinstance(self.backbone, SAIPViT):
+            raise ValueError(f'model.distill_head needs a ViT student (SAIPViT: patch tokens and '
+                             f'masking), got {type(self.backbone).__name__}')
         self.n_local = n_local
         self.rescale_factors = tuple(rescale_factors)
         self.csr_scale = csr_scale
@@ -411,7 +424,8 @@ class SAIP(BaseSelfSupervisor):
 
         Returns:
             dict: ``loss_csm``, ``loss_csm_attn``, ``loss_csr``, ``loss_css_inst``,
-            ``loss_css_roi`` (those whose objective is on).
+            ``loss_css_roi``, ``loss_kd_global``, ``loss_kd_patch``, ``loss_kd_relation``
+            (those whose objective is on).
         """
         self.check_inputs(inputs, data_samples)
         g1, g2, local_views = inputs['g1'], inputs['g2'], inputs['locals']
@@ -419,6 +433,7 @@ class SAIP(BaseSelfSupervisor):
         globals_ = torch.cat([g1, g2])  # (2B, 3, H, W), view-major
         use_csm, use_csr, use_css = (self.csm_head is not None, self.csr_head is not None,
                                      self.css_head is not None)
+        use_kd, only_kd = self.distill_head is not None, not (use_csm or use_csr or use_css)
         use_attn = use_csm and self.csm_head.with_attention_loss
         losses: Dict[str, Tensor] = {}
 
@@ -434,8 +449,9 @@ class SAIP(BaseSelfSupervisor):
 
         # ---- student ----
         # cls_only: CSM reads the cls token of `last`; the last block skips the other rows.
-        s_glob = self.backbone(globals_, return_relations=use_attn, stop_at_inter=not use_csm,
-                               cls_only=True)
+        if not only_kd:
+            s_glob = self.backbone(globals_, return_relations=use_attn,
+                                   stop_at_inter=not use_csm, cls_only=True)
         # Random draws in a fixed order (last local, region, CSR mask) for reproducibility.
         last_local = region = None
         if use_csm or use_css:
@@ -479,14 +495,26 @@ class SAIP(BaseSelfSupervisor):
             losses.update(self.csr_head.loss(masked['inter'], s_glob['inter'][:B, 0], ids_keep,
                                              mask, masked_view))
 
-        if self.health_due and not use_csm:
+        if self.health_due and not use_csm and not only_kd:
             self.health = self.health_metrics(s_glob, None, None, None, B)
-        self.health_due = False
 
         if use_css:
             losses.update(self.css_head.loss(
                 s_glob['inter'][:B], last_local['inter'], ref_tokens, ref_grid,
                 inputs['instance_mask'], inputs['roi_mask']))
+
+        if use_kd:
+            # The teacher sees g1 as it is, the student g1 rescaled (and maybe masked).
+            factor = random.choice(self.distill_head.scales)
+            kd_view = rescale(g1, factor, self.patch_size, self.resize_mode)
+            grid = (kd_view.shape[-2] // self.patch_size, kd_view.shape[-1] // self.patch_size)
+            ids_keep = self.distill_head.draw_mask(B, grid, device=g1.device)
+            s_kd = self.backbone(kd_view, ids_keep=ids_keep)
+            if self.health_due and only_kd:
+                self.health = self.health_metrics(s_kd, None, None, None, B)
+            losses.update(self.distill_head.loss(s_kd['last'], g1, factor, grid, self.patch_size,
+                                                 ids_keep))
+        self.health_due = False
         return losses
 
     def parse_losses(self, losses: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:

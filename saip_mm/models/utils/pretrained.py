@@ -30,7 +30,7 @@ from saip_mm.utils.checkpoint_io import CheckpointReadError, read_checkpoint
 from saip_mm.utils.pos_embed_grid import PretrainedCheckpointError, resolve_pos_embed_grid
 
 __all__ = ['PretrainedCheckpointError', 'resolve_pos_embed_grid', 'load_pretrained_backbone',
-           'guard_vit_pos_embed_hook']
+           'load_backbone_state_dict', 'guard_vit_pos_embed_hook']
 
 # Width of the standard ViT sizes, to name an architecture mismatch in errors.
 VIT_WIDTHS = {192: 'ViT-Tiny', 384: 'ViT-Small', 768: 'ViT-Base', 1024: 'ViT-Large'}
@@ -186,6 +186,28 @@ def load_pretrained_backbone(module: nn.Module,
         PretrainedCheckpointError: the file is not a backbone checkpoint for this module.
     """
     state_dict, meta = _split_checkpoint(checkpoint, map_location)
+    return load_backbone_state_dict(module, state_dict, meta, checkpoint, prefix, src_grid,
+                                    module_name, keep_init)
+
+
+def load_backbone_state_dict(module: nn.Module,
+                             state_dict: Dict[str, torch.Tensor],
+                             meta: dict,
+                             checkpoint: str,
+                             prefix: str = 'backbone.',
+                             src_grid: Optional[Sequence[int]] = None,
+                             module_name: str = 'model.backbone',
+                             keep_init: Sequence[str] = ()) -> dict:
+    """:func:`load_pretrained_backbone` on a checkpoint already in memory.
+
+    Args:
+        state_dict (dict): the checkpoint's tensors; ``meta`` its meta (``pos_embed_grid``);
+            ``checkpoint`` names it in messages. The other arguments are those of
+            :func:`load_pretrained_backbone`.
+
+    Returns:
+        dict: the report of :func:`load_pretrained_backbone`.
+    """
     src = _select_prefixed(state_dict, prefix, checkpoint)
     dst = module.state_dict()
     report = dict(checkpoint=checkpoint, loaded=[], resized={}, dropped=[], kept_init=[])

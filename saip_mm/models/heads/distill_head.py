@@ -1,0 +1,307 @@
+"""Cross-scale distillation from a frozen, pretrained teacher ViT (SAIP's optional 4th objective)."""
+import argparse
+import os.path as osp
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.utils import to_2tuple
+from mmpretrain.registry import MODELS
+from torch import Tensor
+
+from saip_mm.utils.checkpoint_io import read_checkpoint
+from saip_mm.utils.vit_checkpoint import ViTLayoutError, convert_vit, select_state_dict
+from ..utils.masking import anchor_consistent_mask
+from ..utils.pretrained import PretrainedCheckpointError, load_backbone_state_dict
+
+TEACHER_DTYPES = {'auto': None, 'float32': torch.float32, 'float16': torch.float16,
+                  'bfloat16': torch.bfloat16}
+
+
+def teacher_positions(grid: Tuple[int, int], patch_size: int, factor: float,
+                      image_size: Tuple[int, int], device=None) -> Tensor:
+    """Where the student's patch centres fall on the original image, for ``F.grid_sample``.
+
+    The student view is the image scaled by ``factor`` and cropped to whole patches at the
+    top-left (:func:`saip_mm.models.algorithms.saip.rescale`), so student patch ``(i, j)`` has
+    its centre at ``((i + 0.5) p / f, (j + 0.5) p / f)`` pixels of the original. The result is in
+    ``grid_sample``'s ``align_corners=False`` coordinates, where ``-1`` and ``1`` are the outer
+    edges of the image, which the teacher's token map covers uniformly.
+
+    Returns:
+        Tensor: (1, h, w, 2) sampling grid, (x, y) order.
+    """
+    h, w = grid
+    H, W = image_size
+    ys = ((torch.arange(h, device=device) + 0.5) * patch_size / factor) / H * 2 - 1
+    xs = ((torch.arange(w, device=device) + 0.5) * patch_size / factor) / W * 2 - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing='ij')
+    return torch.stack([gx, gy], dim=-1).unsqueeze(0)
+
+
+@MODELS.register_module()
+class DistillHead(BaseModule):
+    """Align the student with a frozen pretrained teacher ViT across scales.
+
+    The teacher (any ``mmpretrain.VisionTransformer``: width, depth, patch 14 or 16, its own
+    ``img_size``) sees the original global view ``g1`` resized to its input size; the student
+    sees ``g1`` rescaled by a factor drawn from ``scales`` (optionally masked). Three levels,
+    weighted in ``loss`` (:class:`DistillLoss`):
+
+    - global: student cls through a learned linear projector ↔ teacher cls (DPAL image level);
+    - patch: student patch tokens through a learned linear projector ↔ teacher patch tokens
+      resampled (bilinear) at the image positions of the student's patches (Feature
+      Distillation / DPAL pixel level);
+    - relation: token-to-token similarity distributions of student and teacher, KL
+      (MiniLM / DPAL relation level).
+
+    The teacher is frozen, in eval mode and under ``no_grad``. It is deliberately *not a
+    registered sub-module*: it is not in ``parameters()``, so neither the optimizer nor
+    SAIP's EMA teacher ever sees it, and not in ``state_dict()``, so run checkpoints stay the
+    student's size. It moves with the model (``.to()``, ``.cuda()``) all the same. Its weights
+    are read from ``teacher_checkpoint`` in :meth:`init_weights`, which MMEngine's runner calls
+    when a run starts or resumes, never at build time: a config can be built and inspected
+    without the file, and a resumed run reloads it (and says so if it is gone). Any layout of
+    ``tools/model_converters/to_mmpretrain_vit.py`` loads directly (it is converted in
+    memory), as does that tool's output.
+
+    Args:
+        teacher (dict): the teacher backbone config, e.g. ``dict(type='VisionTransformer',
+            arch='base', img_size=(256, 128), patch_size=16)``. ``out_type`` is forced to
+            ``'raw'``; ``norm_cfg`` defaults to ``dict(type='LN', eps=1e-6)`` (timm, MAE, DINO,
+            PATH and HAP ViTs).
+        teacher_checkpoint (str): the teacher's weights (loaded when the run starts).
+        student_channels (int): width of the student's tokens. Defaults to 192 (ViT-Tiny).
+        teacher_source (str): ``'teacher'`` or ``'student'`` for checkpoints holding both
+            (DINO, SAIP). Defaults to 'teacher'.
+        teacher_src_grid (Sequence[int], optional): (h, w) grid of the checkpoint's position
+            embeddings when neither its layout nor its meta says (non-square). Defaults to None.
+        scales (Sequence[float]): rescale factors of the student's view, drawn per step.
+            Defaults to (0.75, 0.875, 1.125, 1.25), SAIP's ``rescale_factors``.
+        mask_ratio (float): fraction of the student view's patches removed (random, per image);
+            the patch and relation levels then use the visible ones. Defaults to 0.0.
+        teacher_dtype (str): ``'auto'`` (float16 on a GPU, float32 on the CPU), ``'float32'``,
+            ``'float16'`` or ``'bfloat16'``. Defaults to 'auto'.
+        loss (dict): :class:`DistillLoss` config. Defaults to ``dict(type='DistillLoss')``.
+        init_cfg (dict, optional): initialisation of the projectors.
+    """
+
+    def __init__(self,
+                 teacher: dict,
+                 teacher_checkpoint: Optional[str] = None,
+                 student_channels: int = 192,
+                 teacher_source: str = 'teacher',
+                 teacher_src_grid: Optional[Sequence[int]] = None,
+                 scales: Sequence[float] = (0.75, 0.875, 1.125, 1.25),
+                 mask_ratio: float = 0.0,
+                 teacher_dtype: str = 'auto',
+                 loss: dict = dict(type='DistillLoss'),
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if not isinstance(teacher, dict) or 'type' not in teacher:
+            raise TypeError(f'model.distill_head.teacher must be a backbone config dict with a '
+                            f'type, got {teacher!r}')
+        if teacher_dtype not in TEACHER_DTYPES:
+            raise ValueError(f'model.distill_head.teacher_dtype must be one of '
+                             f'{sorted(TEACHER_DTYPES)}, got {teacher_dtype!r}')
+        if not 0.0 <= mask_ratio < 1.0:
+            raise ValueError(f'model.distill_head.mask_ratio must be in [0, 1), got {mask_ratio}')
+        if not scales or any(float(s) <= 0 for s in scales):
+            raise ValueError(f'model.distill_head.scales must be positive factors, got {scales}')
+        cfg = dict(teacher)
+        cfg['out_type'] = 'raw'  # cls and patch tokens, after the final norm
+        cfg.setdefault('norm_cfg', dict(type='LN', eps=1e-6))
+        teacher_module = MODELS.build(cfg)
+        for p in teacher_module.parameters():
+            p.requires_grad_(False)
+        teacher_module.eval()
+        # A plain list hides the teacher from parameters(), state_dict() and the optimizer.
+        self._teacher = [teacher_module]
+        self.teacher_cfg = cfg
+        self.teacher_input_size = to_2tuple(cfg.get('img_size', 224))
+        self.teacher_checkpoint = teacher_checkpoint
+        self.teacher_source = teacher_source
+        self.teacher_src_grid = tuple(teacher_src_grid) if teacher_src_grid is not None else None
+        self.teacher_dtype = teacher_dtype
+        self.teacher_loaded = False
+        self.scales = tuple(float(s) for s in scales)
+        self.mask_ratio = mask_ratio
+        teacher_channels = int(teacher_module.embed_dims)
+        self.global_proj = nn.Linear(student_channels, teacher_channels)
+        self.patch_proj = nn.Linear(student_channels, teacher_channels)
+        self.loss_module = MODELS.build(loss)
+
+    @property
+    def teacher(self) -> nn.Module:
+        """The frozen teacher ViT (not a registered sub-module; see the class docstring)."""
+        return self._teacher[0]
+
+    def _apply(self, fn, *args, **kwargs):
+        """Device and dtype moves of the model apply to the hidden teacher too."""
+        super()._apply(fn, *args, **kwargs)
+        self.teacher._apply(fn, *args, **kwargs)
+        return self
+
+    def train(self, mode: bool = True) -> 'DistillHead':
+        super().train(mode)
+        self.teacher.eval()  # never trained, never in train mode
+        return self
+
+    def init_weights(self) -> None:
+        """Initialise the projectors, then load the teacher from ``teacher_checkpoint``."""
+        super().init_weights()
+        self.load_teacher()
+
+    def load_teacher(self, path: Optional[str] = None) -> dict:
+        """Read the teacher's weights (any converter layout) and load them strictly.
+
+        Args:
+            path (str, optional): defaults to ``teacher_checkpoint``.
+
+        Returns:
+            dict: the converter's report (layout, ...) plus the loader's (``loaded`` ...).
+
+        Raises:
+            FileNotFoundError: no such file (the message says why the file is needed again).
+            PretrainedCheckpointError: the width, patch or depth differs from the config.
+        """
+        path = path or self.teacher_checkpoint
+        if not path:
+            raise ValueError('model.distill_head.teacher_checkpoint is not set: the frozen '
+                             'teacher needs its pretrained weights (convert them with '
+                             'tools/model_converters/to_mmpretrain_vit.py)')
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'model.distill_head.teacher_checkpoint: {path} not found. The teacher is read '
+                f'from this file whenever a run starts or resumes (its weights are not kept in '
+                f"the run's checkpoints); restore the file or set "
+                f'model.distill_head.teacher_checkpoint to its new place')
+        ckpt = read_checkpoint(path, allowed_globals=(argparse.Namespace, ))
+        meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+        src_grid = self.teacher_src_grid
+        if src_grid is None and isinstance(meta, dict) and meta.get('pos_embed_grid'):
+            src_grid = tuple(meta['pos_embed_grid'])  # our converters' output says its grid
+        try:
+            out, report = convert_vit(ckpt, arch=None, source=self.teacher_source,
+                                      src_grid=src_grid or self._own_grid_if_same_length(ckpt),
+                                      path=path)
+        except ViTLayoutError as e:
+            raise ViTLayoutError(str(e).replace('pass --src-grid H W',
+                                                'set model.distill_head.teacher_src_grid=(H, W)')
+                                 ) from None
+        self._check_shapes(out['state_dict'], path)
+        report.update(load_backbone_state_dict(
+            self.teacher, out['state_dict'], out['meta'], path, prefix='backbone.',
+            module_name='model.distill_head.teacher'))
+        self.teacher.eval()
+        self.teacher_loaded = True
+        print_log(f'distillation teacher: {path} ({report["layout"]} layout, '
+                  f'{sum(p.numel() for p in self.teacher.parameters()) / 1e6:.1f}M parameters), '
+                  f'frozen; not saved in checkpoints', logger='current')
+        return report
+
+    def _own_grid_if_same_length(self, ckpt) -> Optional[Tuple[int, int]]:
+        """The teacher's own grid when the checkpoint has exactly that many positions.
+
+        Stock loaders read such a checkpoint as is; a checkpoint of another length needs its
+        grid from its meta or ``teacher_src_grid`` (a non-square one cannot be guessed).
+        """
+        grid = tuple(int(v) for v in self.teacher.patch_resolution)
+        try:
+            _, state, _ = select_state_dict(ckpt, self.teacher_source)
+        except ViTLayoutError:
+            return None  # convert_vit names the problem
+        pos = [v for k, v in state.items() if k.endswith('pos_embed') and v.dim() == 3]
+        if len(pos) == 1 and pos[0].shape[1] - 1 == grid[0] * grid[1]:
+            return grid
+        return None
+
+    def _check_shapes(self, state_dict: Dict[str, Tensor], path: str) -> None:
+        """Name both shapes when the checkpoint's width or patch differs from the config."""
+        key = 'backbone.patch_embed.projection.weight'
+        have = tuple(state_dict[key].shape)
+        want = tuple(self.teacher.patch_embed.projection.weight.shape)
+        if have != want:
+            raise PretrainedCheckpointError(
+                f'{path}: the teacher checkpoint\'s patch embedding is {have} (width {have[0]}, '
+                f'patch {have[-2]}x{have[-1]}) but model.distill_head.teacher builds {want} '
+                f'(width {want[0]}, patch {want[-2]}x{want[-1]}); set the teacher\'s arch and '
+                f'patch_size to those of the checkpoint')
+
+    def draw_mask(self, batch_size: int, grid: Tuple[int, int],
+                  device=None) -> Optional[Tensor]:
+        """Visible patch indices (B, n_keep) of the student's view, or None without masking."""
+        if self.mask_ratio == 0:
+            return None
+        ids_keep, _ = anchor_consistent_mask(batch_size, grid, grid, self.mask_ratio,
+                                             device=device)
+        return ids_keep
+
+    def _run_dtype(self, device: torch.device) -> torch.dtype:
+        dtype = TEACHER_DTYPES[self.teacher_dtype]
+        if dtype is None:
+            dtype = torch.float16 if device.type == 'cuda' else torch.float32
+        return dtype
+
+    @torch.no_grad()
+    def teacher_tokens(self, images: Tensor, factor: float, grid: Tuple[int, int],
+                       patch_size: int,
+                       ids_keep: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """The teacher's cls (B, Ct) and its patch tokens at the student's positions (B, N, Ct).
+
+        Args:
+            images (Tensor): (B, 3, H, W) the original view (normalised).
+            factor (float): the student view's rescale factor.
+            grid (tuple): the student view's patch grid (h, w).
+            patch_size (int): the student's patch size.
+            ids_keep (Tensor, optional): the student's visible patches (B, n_keep).
+        """
+        if not self.teacher_loaded:
+            raise RuntimeError('model.distill_head: the teacher\'s weights are not loaded; they '
+                               'load in init_weights(), which the runner calls when a run '
+                               'starts (call model.init_weights() or load_teacher() first)')
+        teacher = self.teacher
+        dtype = self._run_dtype(images.device)
+        if teacher.cls_token.dtype != dtype:
+            teacher.to(dtype)
+        x = images
+        if tuple(x.shape[-2:]) != self.teacher_input_size:
+            x = F.interpolate(x, size=self.teacher_input_size, mode='bilinear',
+                              align_corners=False, antialias=True)
+        tokens = teacher(x.to(dtype))[-1].float()  # (B, 1 + ht*wt, Ct)
+        B, _, C = tokens.shape
+        patch = teacher.patch_embed.projection.kernel_size
+        ht, wt = (-(-self.teacher_input_size[0] // patch[0]), -(-self.teacher_input_size[1] //
+                                                                 patch[1]))
+        t_map = tokens[:, 1:].transpose(1, 2).reshape(B, C, ht, wt)
+        where = teacher_positions(grid, patch_size, factor, tuple(images.shape[-2:]),
+                                  device=images.device)
+        t_patch = F.grid_sample(t_map, where.expand(B, -1, -1, -1), mode='bilinear',
+                                align_corners=False).flatten(2).transpose(1, 2)  # (B, h*w, C)
+        if ids_keep is not None:
+            t_patch = torch.gather(t_patch, 1, ids_keep.unsqueeze(-1).expand(-1, -1, C))
+        return tokens[:, 0], t_patch
+
+    def loss(self, student_tokens: Tensor, images: Tensor, factor: float,
+             grid: Tuple[int, int], patch_size: int,
+             ids_keep: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """The distillation losses of one step.
+
+        Args:
+            student_tokens (Tensor): (B, 1 + N, Cs) the student's final tokens on its view.
+            images (Tensor): (B, 3, H, W) the original view the teacher sees.
+            factor, grid, patch_size, ids_keep: see :meth:`teacher_tokens`.
+
+        Returns:
+            dict: ``loss_kd_global``, ``loss_kd_patch``, ``loss_kd_relation``.
+        """
+        t_cls, t_patch = self.teacher_tokens(images, factor, grid, patch_size, ids_keep)
+        s_cls, s_patch = student_tokens[:, 0], student_tokens[:, 1:]
+        if s_patch.shape[1] != t_patch.shape[1]:
+            raise ValueError(f'DistillHead: {s_patch.shape[1]} student patch tokens but '
+                             f'{t_patch.shape[1]} teacher positions (grid {grid})')
+        return self.loss_module(self.global_proj(s_cls), t_cls, self.patch_proj(s_patch),
+                                s_patch, t_patch)

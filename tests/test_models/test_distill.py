@@ -1,0 +1,334 @@
+"""Cross-scale distillation (DistillHead, DistillLoss): losses by hand, the frozen teacher,
+its checkpoint layouts and errors, overfitting a batch, checkpoints without the teacher,
+resume with the teacher reloaded from its path.
+
+The teacher is a small random ViT in the ViT-S layout (384 wide, 6 heads, patch 16) with 2
+blocks, saved by timm (its own layout) and as a DINO checkpoint; the student is the micro
+SAIP ViT (32 wide) of the wiring tests.
+"""
+import math
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from mmpretrain.registry import HOOKS, MODELS
+
+import saip_mm  # noqa: F401  (registers SAIP, DistillHead)
+from saip_mm.models.heads.distill_head import teacher_positions
+from saip_mm.models.losses.distill_loss import (global_alignment, patch_alignment,
+                                                relation_alignment)
+from saip_mm.models.utils.pretrained import PretrainedCheckpointError
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / 'tests' / 'data' / 'configs' / 'saip_micro_toy.py'
+TEACHER_ARCH = dict(embed_dims=384, num_layers=2, num_heads=6, feedforward_channels=1536)
+STUDENT_ARCH = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
+
+
+def teacher_cfg(path, **kwargs) -> dict:
+    cfg = dict(type='DistillHead',
+               teacher=dict(type='VisionTransformer', arch=TEACHER_ARCH, img_size=(128, 64),
+                            patch_size=16),
+               teacher_checkpoint=str(path), student_channels=32)
+    cfg.update(kwargs)
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def teacher_files(tmp_path_factory):
+    """The same random ViT-S-layout teacher in timm's layout and as a DINO checkpoint."""
+    torch.manual_seed(0)
+    vit = timm.create_model('vit_small_patch16_224', pretrained=False, depth=2,
+                            img_size=(128, 64), num_classes=0).eval()
+    folder = tmp_path_factory.mktemp('teachers')
+    state = vit.state_dict()
+    torch.save({'model': state}, folder / 'timm.pth')
+    torch.save({'teacher': {'backbone.' + k: v for k, v in state.items()},
+                'student': {'module.backbone.' + k: v + 1 for k, v in state.items()}},
+               folder / 'dino.pth')
+    return dict(timm=folder / 'timm.pth', dino=folder / 'dino.pth', model=vit)
+
+
+def micro_saip(teacher_path, csm=False, **head_kwargs):
+    torch.manual_seed(0)
+    return MODELS.build(dict(
+        type='SAIP',
+        backbone=dict(type='SAIPViT', arch=STUDENT_ARCH, img_size=(128, 64), inter_index=1),
+        csm_head=dict(type='CSMHead', in_channels=32, hidden_channels=64,
+                      bottleneck_channels=16, out_channels=128,
+                      loss=dict(type='CSMLoss', out_dim=128)) if csm else None,
+        csr_head=None, css_head=None, n_local=2,
+        distill_head=teacher_cfg(teacher_path, **head_kwargs)))
+
+
+def micro_inputs(batch=4, seed=0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return dict(g1=torch.randn(batch, 3, 128, 64, generator=g),
+                g2=torch.randn(batch, 3, 128, 64, generator=g),
+                locals=torch.randn(batch, 1, 3, 64, 32, generator=g),
+                region=torch.randn(batch, 3, 64, 32, generator=g),
+                reference=torch.randn(batch, 3, 112, 112, generator=g),
+                instance_mask=torch.zeros(batch, 112, 112),
+                roi_mask=torch.zeros(batch, 112, 112))
+
+
+# ---------------------------------------------------------------- the three levels by hand
+def test_global_level_is_the_cosine_distance():
+    t = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    assert global_alignment(t * 3, t).item() == pytest.approx(0.0, abs=1e-7)  # scale-free
+    # orthogonal rows: 1; opposite rows: 2 -> mean 1.5
+    s = torch.tensor([[0.0, 5.0], [0.0, -1.0]])
+    assert global_alignment(s, t).item() == pytest.approx(1.5)
+
+
+def test_patch_level_is_the_mse_to_the_whitened_teacher():
+    t = torch.randn(2, 5, 8) * 7 + 3
+    white = F.layer_norm(t, (8, ), eps=1e-6)
+    assert patch_alignment(white, t).item() == pytest.approx(0.0, abs=1e-10)
+    assert patch_alignment(white + 0.5, t).item() == pytest.approx(0.25, rel=1e-5)
+    # by hand for one token: t = (1, 3) -> whitened (-1, 1) (up to eps); student (0, 0) -> 1
+    assert patch_alignment(torch.zeros(1, 1, 2), torch.tensor([[[1.0, 3.0]]])).item() == \
+        pytest.approx(1.0, rel=1e-5)
+
+
+def test_relation_level_is_a_kl_of_similarity_rows():
+    t = torch.randn(2, 6, 16)
+    # identical structure, any width: 0
+    rot = torch.linalg.qr(torch.randn(16, 16))[0]
+    assert relation_alignment(t @ rot, t).item() == pytest.approx(0.0, abs=1e-5)
+    # two tokens by hand: teacher tokens orthogonal (cos 0), student tokens identical (cos 1);
+    # each teacher row is softmax(1/T, 0), each student row is (1/2, 1/2)
+    temp = 0.5
+    teacher = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    student = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    p = torch.softmax(torch.tensor([1 / temp, 0.0]), 0)
+    expected = (p * (p / 0.5).log()).sum().item()
+    assert relation_alignment(student, teacher, temp).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_weights_scale_the_levels_and_zero_switches_one_off():
+    loss = MODELS.build(dict(type='DistillLoss', global_weight=2.0, patch_weight=0.0,
+                             relation_weight=0.5))
+    s, t = torch.randn(3, 4, 8), torch.randn(3, 4, 8)
+    out = loss(s[:, 0], t[:, 0], s, s, t)
+    assert set(out) == {'loss_kd_global', 'loss_kd_relation'}
+    assert out['loss_kd_global'].item() == pytest.approx(2 * global_alignment(s[:, 0], t[:, 0]))
+    assert out['loss_kd_relation'].item() == pytest.approx(0.5 * relation_alignment(s, t).item())
+    with pytest.raises(ValueError, match='all three weights'):
+        MODELS.build(dict(type='DistillLoss', global_weight=0, patch_weight=0, relation_weight=0))
+    with pytest.raises(TypeError, match='model.distill_head.loss.patch_weight'):
+        MODELS.build(dict(type='DistillLoss', patch_weight='1.0'))
+
+
+# ---------------------------------------------------------------- positions across scales
+def test_teacher_tokens_are_read_at_the_student_patches_image_positions():
+    """Factor 1 on the teacher's own grid reads every teacher token exactly; at factor 0.5 a
+    student patch covers 2x2 teacher cells and its centre is their common corner: their mean."""
+    t_map = torch.randn(1, 3, 4, 2)
+    where = teacher_positions((4, 2), 16, 1.0, (64, 32))
+    same = F.grid_sample(t_map, where, mode='bilinear', align_corners=False)
+    torch.testing.assert_close(same, t_map)
+    where = teacher_positions((1, 1), 16, 0.5, (64, 32))  # centre (8, 8) px -> (16, 16) px
+    corner = F.grid_sample(t_map, where, mode='bilinear', align_corners=False)[0, :, 0, 0]
+    # (16, 16) px of a 64x32 image = the corner between teacher rows 0, 1 and columns 0, 1
+    torch.testing.assert_close(corner, t_map[0, :, :2, :2].mean((1, 2)))
+
+
+# ---------------------------------------------------------------- teacher checkpoints
+@pytest.mark.parametrize('layout', ['timm', 'dino'])
+def test_teacher_loads_from_converter_layouts_and_equals_the_source(teacher_files, layout):
+    head = MODELS.build(teacher_cfg(teacher_files[layout]))
+    report = head.load_teacher()
+    assert report['layout'] == layout and len(report['loaded']) == 30
+    x = torch.randn(2, 3, 128, 64)
+    with torch.no_grad():
+        expected = teacher_files['model'].forward_features(x)  # DINO: the 'teacher' entry
+        torch.testing.assert_close(head.teacher(x)[-1], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_teacher_of_another_width_or_patch_names_both_shapes(teacher_files):
+    wide = dict(TEACHER_ARCH, embed_dims=768, num_heads=12)
+    head = MODELS.build(dict(teacher_cfg(teacher_files['timm']), teacher=dict(
+        type='VisionTransformer', arch=wide, img_size=(128, 64), patch_size=16)))
+    with pytest.raises(PretrainedCheckpointError) as err:
+        head.init_weights()
+    assert '(384, 3, 16, 16)' in str(err.value) and '(768, 3, 16, 16)' in str(err.value)
+    head = MODELS.build(dict(teacher_cfg(teacher_files['timm']), teacher=dict(
+        type='VisionTransformer', arch=TEACHER_ARCH, img_size=(112, 56), patch_size=14)))
+    with pytest.raises(PretrainedCheckpointError) as err:
+        head.init_weights()
+    assert '(384, 3, 16, 16)' in str(err.value) and '(384, 3, 14, 14)' in str(err.value)
+    assert 'patch 14x14' in str(err.value)
+
+
+def test_config_builds_without_the_file_and_the_run_start_needs_it(tmp_path):
+    """Building (inspecting) a config reads nothing; using the teacher before the run start
+    loaded it, or starting without the file, says what to do."""
+    model = micro_saip(tmp_path / 'absent.pth')
+    assert not model.distill_head.teacher_loaded
+    with pytest.raises(RuntimeError, match='not loaded'):
+        model.loss(micro_inputs())
+    with pytest.raises(FileNotFoundError) as err:
+        model.init_weights()
+    assert 'absent.pth not found' in str(err.value) and 'resumes' in str(err.value)
+
+
+# ---------------------------------------------------------------- training with a teacher
+def test_teacher_stays_frozen_outside_optimizer_and_checkpoint(teacher_files, tmp_path):
+    """After steps: teacher weights equal, no gradients, eval mode; not in the optimizer
+    (SAIP's constructor), the EMA teacher or the state dict; it moves with the model."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
+    DefaultScope.get_instance('test_distill', scope_name='mmpretrain')
+    model = micro_saip(teacher_files['timm'], csm=True)
+    model.init_weights()
+    teacher = model.distill_head.teacher
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    wrapper = build_optim_wrapper(model, dict(
+        constructor='SAIPOptimWrapperConstructor',
+        optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.05)))
+    model.train()
+    for i in range(2):
+        losses = model.loss(micro_inputs(seed=i))
+        assert {'loss_kd_global', 'loss_kd_patch', 'loss_kd_relation', 'loss_csm'} <= set(losses)
+        wrapper.update_params(sum(losses.values()))
+        model.update_teacher(0.9)
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    assert not teacher.training
+    optimized = {id(p) for g in wrapper.optimizer.param_groups for p in g['params']}
+    assert not optimized & {id(p) for p in teacher.parameters()}
+    assert id(model.distill_head.global_proj.weight) in optimized
+    assert 'distill_head' not in model.teacher  # the EMA teacher: backbone and CSM head only
+    state = model.state_dict()
+    assert sorted(k for k in state if k.startswith('distill_head.')) == [
+        'distill_head.global_proj.bias', 'distill_head.global_proj.weight',
+        'distill_head.patch_proj.bias', 'distill_head.patch_proj.weight']
+    teacher_tensors = list(teacher.state_dict().values())
+    assert not any(v.shape == t.shape and torch.equal(v, t)
+                   for v in state.values() for t in teacher_tensors)
+    model.to(torch.float64)  # a dtype move reaches the hidden teacher
+    assert teacher.cls_token.dtype == torch.float64
+
+
+def test_a_fixed_batch_overfits(teacher_files):
+    """Distillation only, one batch: the summed distillation loss falls by half within 30
+    steps (with the rescale factors drawn at random each step, as in training)."""
+    model = micro_saip(teacher_files['dino'])
+    model.init_weights()
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    inputs = micro_inputs()
+    totals = []
+    for _ in range(30):
+        losses = model.loss(inputs)
+        total = sum(losses.values())
+        totals.append(total.item())
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    assert math.isfinite(totals[-1]) and min(totals[-5:]) <= 0.5 * totals[0], totals
+
+
+def test_masked_student_view_and_bfloat16_teacher(teacher_files):
+    """mask_ratio keeps the patch and relation levels on the visible patches; a bfloat16
+    teacher runs and gives float32 targets close to the float32 teacher's."""
+    model = micro_saip(teacher_files['timm'], mask_ratio=0.5)
+    model.init_weights()
+    losses = model.loss(micro_inputs())
+    assert all(torch.isfinite(v) for v in losses.values())
+    head = model.distill_head
+    images = torch.randn(2, 3, 128, 64)
+    ids_keep = head.draw_mask(2, (4, 2))
+    assert ids_keep.shape == (2, 4)
+    cls32, patch32 = head.teacher_tokens(images, 1.0, (4, 2), 16, ids_keep)
+    head.teacher_dtype = 'bfloat16'
+    cls16, patch16 = head.teacher_tokens(images, 1.0, (4, 2), 16, ids_keep)
+    assert head.teacher.cls_token.dtype == torch.bfloat16 and patch16.dtype == torch.float32
+    torch.testing.assert_close(patch16, patch32, atol=0.1, rtol=0.05)
+    _, full = head.teacher_tokens(images, 1.0, (4, 2), 16)
+    torch.testing.assert_close(patch16, torch.gather(full, 1, ids_keep[..., None].expand(
+        -1, -1, full.shape[-1])), atol=0, rtol=0)
+
+
+def test_student_must_be_a_vit(teacher_files):
+    with pytest.raises(ValueError, match='needs a ViT student'):
+        MODELS.build(dict(type='SAIP', backbone=dict(type='SAIPTinyViT', arch='5m'),
+                          csm_head=None, csr_head=None, css_head=None,
+                          distill_head=teacher_cfg(teacher_files['timm'])))
+
+
+# ---------------------------------------------------------------- resume through the runner
+@HOOKS.register_module()
+class _KDCrashHook(Hook):
+    def __init__(self, at_iter):
+        self.at_iter = at_iter
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter == self.at_iter:
+            raise KeyboardInterrupt
+
+
+def _runner(work, persons, teacher, iters=4, hooks=(), **options) -> Runner:
+    cfg = Config.fromfile(str(CONFIG))
+    cfg.work_dir = str(work)
+    cfg.train_dataloader.dataset.data_root = str(persons)
+    cfg.train_cfg.max_iters = iters
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0,
+                                end=iters)]
+    cfg.custom_hooks = [dict(type='SAIPTeacherHook')] + list(hooks)
+    cfg.model.distill_head = dict(
+        type='DistillHead', teacher=dict(type='VisionTransformer', arch=TEACHER_ARCH,
+                                         img_size=(128, 64), patch_size=16),
+        teacher_checkpoint=str(teacher), student_channels=32)
+    cfg.merge_from_dict(options)
+    return Runner.from_cfg(cfg)
+
+
+def test_resume_reloads_the_teacher_from_its_path(person_folder, teacher_files, tmp_path):
+    """SAIP + distillation through MMEngine's runner: a run killed after iteration 2 and
+    resumed equals 4 straight iterations bit for bit, the teacher reloaded from its path (the
+    checkpoints hold no teacher tensor); without the file, the resume stops naming it."""
+    import shutil
+    teacher = tmp_path / 'teacher.pth'
+    shutil.copy(teacher_files['timm'], teacher)
+    straight = tmp_path / 'straight'
+    _runner(straight, person_folder, teacher).train()
+    work = tmp_path / 'resumed'
+    with pytest.raises(KeyboardInterrupt):
+        _runner(work, person_folder, teacher, hooks=(dict(type='_KDCrashHook', at_iter=2), )
+                ).train()
+    runner = _runner(work, person_folder, teacher, resume=True)
+    runner.train()
+    a = torch.load(straight / 'iter_4.pth', map_location='cpu')['state_dict']
+    b = torch.load(work / 'iter_4.pth', map_location='cpu')['state_dict']
+    assert a.keys() == b.keys() and 'distill_head.patch_proj.weight' in a
+    assert not [k for k in a if 'distill_head.teacher' in k]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    logs = sorted(work.glob('*/*.log'))
+    assert 'distillation teacher: ' + str(teacher) in logs[-1].read_text()
+    teacher.unlink()
+    with pytest.raises(FileNotFoundError, match='teacher.pth not found'):
+        _runner(tmp_path / 'resumed', person_folder, teacher, iters=5, resume=True).train()
+
+
+def test_kd_configs_build_without_the_teacher_file():
+    from mmengine.registry import DefaultScope
+    DefaultScope.get_instance('test_distill_cfg', scope_name='mmpretrain')
+    for name, heads in (('saip-kd', True), ('kd', False)):
+        cfg = Config.fromfile(str(ROOT / 'configs' / 'saip' /
+                                  f'{name}_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py'))
+        assert cfg.model.distill_head.teacher.arch == 'base'
+        assert (cfg.model.csm_head is not None) == heads
+        model = MODELS.build(cfg.model)  # ViT-B teacher built, nothing read
+        assert model.distill_head.teacher.embed_dims == 768
+        assert model.distill_head.global_proj.weight.shape == (768, 192)
+        assert not model.distill_head.teacher_loaded
+
