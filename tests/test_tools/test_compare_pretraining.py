@@ -208,3 +208,47 @@ def test_refuses_foreign_non_empty_work_dir(tool, tmp_path):
         tool.prepare_work_dir(work, resume=False)
     tool.prepare_work_dir(work, resume=True)  # accepted, nothing removed
     assert (work / 'notes.txt').read_text() == 'user data'
+
+
+@pytest.fixture(scope='module')
+def converted_teacher(tmp_path_factory):
+    """A small ViT-S-layout teacher (2 blocks, 256x128 input) as to_mmpretrain_vit.py writes it."""
+    import timm
+    import torch
+    from saip_mm.utils.vit_checkpoint import convert_vit
+    torch.manual_seed(0)
+    vit = timm.create_model('vit_small_patch16_224', pretrained=False, depth=2,
+                            img_size=(256, 128), num_classes=0)
+    out, _ = convert_vit({'model': vit.state_dict()}, arch=None, src_grid=(16, 8))
+    path = tmp_path_factory.mktemp('teacher') / 'teacher_vit-s.pth'
+    torch.save(out, path)
+    return path
+
+
+@pytest.mark.parametrize('method,heads', [('saip-kd', (True, True, True)),
+                                          ('kd', (False, False, False))])
+def test_distillation_methods_take_the_teacher_from_the_file(tool, converted_teacher, method,
+                                                             heads, tmp_path):
+    """saip-kd / kd: the heads of their configs, the config's distillation settings, and a
+    teacher whose shape and input size are read from --teacher (not the config's ViT-B)."""
+    settings = dict(tool.PRESETS['cpu'], data_root=str(tmp_path), background=None,
+                    teacher=str(converted_teacher))
+    cfg = tool.build_run_config(method, 0, settings)
+    for head, keep in zip(tool.HEADS, heads):
+        assert (cfg.model[head] is not None) == keep, head
+    kd = cfg.model.distill_head
+    assert kd.teacher_checkpoint == str(converted_teacher)
+    assert kd.teacher.arch == dict(embed_dims=384, num_layers=2, num_heads=6,
+                                   feedforward_channels=1536)
+    assert tuple(kd.teacher.img_size) == (256, 128) and kd.teacher.patch_size == 16
+    assert kd.loss.relation_weight == 1.0 and kd.student_channels == 192
+    assert tool.training_record(method, settings, [])['teacher'] == str(converted_teacher)
+
+
+def test_distillation_methods_need_a_teacher(tool, converted_teacher, capsys):
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--methods', 'saip', 'kd'])
+    assert '--methods kd distil from a teacher' in capsys.readouterr().err
+    assert 'kd' not in tool.parse_args([]).methods  # default: all methods but the teacher's
+    args = tool.parse_args(['--teacher', str(converted_teacher)])
+    assert args.methods[-2:] == ['saip-kd', 'kd']

@@ -318,6 +318,16 @@ def test_img_size_resizes_once_like_the_loader(tmp_path):
     assert out['meta']['pos_embed_grid'] == [12, 6] and out['meta']['img_size'] == [48, 24]
 
 
+def test_cli_reports_the_grid_it_resized_to(tmp_path, capsys):
+    src = tmp_path / 'hap.pth'
+    torch.save(layout_hap()[0], src)
+    arch = ','.join(f'{k}={v}' for k, v in ARCH.items() if k != 'num_heads')
+    main([str(src), str(tmp_path / 'out.pth'), '--arch', arch, '--src-grid', '8', '4',
+          '--img-size', '48', '24'])
+    assert ('pos_embed: grid (8, 4) (--src-grid) resized in 2-D (bicubic) to (12, 6)'
+            in capsys.readouterr().out)
+
+
 def test_refusals_name_the_problem(tmp_path):
     src = tmp_path / 'timm.pth'
     state = layout_timm()[0]

@@ -17,6 +17,13 @@ step time and peak memory as ratios of that baseline:
 
     python tools/analysis_tools/benchmark_pretrain.py --batch 8 --steps 3 --threads 2 --baseline main
 
+``--teachers vit-small vit-base`` also measures SAIP with cross-scale distillation from a
+frozen ViT-S/16 or ViT-B/16 teacher (random weights, same cost; 256×128 input): the step time
+and peak memory with each teacher, and the teacher's share of the step (its forward pass,
+timed alone over the same steps):
+
+    python tools/analysis_tools/benchmark_pretrain.py --batch 8 --steps 3 --teachers vit-small vit-base
+
 Both trees get the same inputs and the same rescale factors (``--rescale-factors``, default
 1.25 for both views, the case where every revision feeds the backbone the same sizes), so the
 work is the same; each tree trains with the optimiser of its own reference config (type,
@@ -53,7 +60,13 @@ def parse_args() -> argparse.Namespace:
                         help='SAIP rescale factors for the last local crop and the region view')
     parser.add_argument('--models', nargs='+', default=['MAE', 'SAIP'],
                         choices=['MAE', 'SAIP'], help='which models to measure')
+    parser.add_argument('--teachers', nargs='+', default=[], choices=sorted(TEACHERS),
+                        help='also measure SAIP + distillation from these frozen teachers')
     return parser.parse_args()
+
+
+# Teacher ViTs of the distillation benchmark (mmpretrain arch names), at SAIP's 256x128 input.
+TEACHERS = {'vit-small': 'small', 'vit-base': 'base'}
 
 
 def _rss_bytes() -> int:
@@ -75,6 +88,33 @@ def _saip(arch: str, factors=(1.25, )):
 
 
 TINYVIT_CONFIG = 'configs/saip/saip_tinyvit-5m_8xb256-amp-coslr-300e_lup1m-256x128.py'
+
+
+def _saip_kd(arch: str, factors, teacher: str, folder: str):
+    """SAIP with a distillation head whose frozen teacher is a random ``teacher`` ViT.
+
+    The teacher is saved to ``folder`` in the converter's layout and loaded as a run would
+    (``init_weights``); random weights cost the same as pretrained ones.
+    """
+    from mmpretrain.models import VisionTransformer
+    from mmpretrain.registry import MODELS
+
+    from saip_mm.utils.vit_checkpoint import build_backbone_checkpoint
+    teacher_cfg = dict(type='VisionTransformer', arch=TEACHERS[teacher], img_size=(256, 128),
+                       patch_size=16)
+    vit = VisionTransformer(**{k: v for k, v in teacher_cfg.items() if k != 'type'})
+    path = os.path.join(folder, f'{teacher}.pth')
+    torch.save(build_backbone_checkpoint(vit.state_dict(), vit.patch_resolution)[0], path)
+    width = 192 if arch == 'tiny' else 384
+    model = MODELS.build(dict(
+        type='SAIP', backbone=dict(type='SAIPViT', arch=arch), rescale_factors=tuple(factors),
+        csm_head=dict(type='CSMHead', in_channels=width),
+        csr_head=dict(type='CSRHead', in_channels=width),
+        css_head=dict(type='CSSHead', in_channels=width),
+        distill_head=dict(type='DistillHead', teacher=teacher_cfg, teacher_checkpoint=path,
+                          student_channels=width)))
+    model.init_weights()
+    return model
 
 
 def _tree_config(config: str):
@@ -167,7 +207,10 @@ def _measure(name: str, args: argparse.Namespace, queue: mp.Queue, tree: str) ->
     torch.manual_seed(0)
     rss0 = _rss_bytes()
     device = args.device
-    if name.startswith('SAIP'):
+    folder = tempfile.mkdtemp(prefix='saip_bench_teacher_')
+    if name.startswith('SAIP+KD'):
+        model = _saip_kd(args.arch, args.rescale_factors, name.split(':')[1], folder)
+    elif name.startswith('SAIP'):
         model = _saip(args.arch, args.rescale_factors)
     else:
         model = _mae(args.arch)
@@ -205,9 +248,22 @@ def _measure(name: str, args: argparse.Namespace, queue: mp.Queue, tree: str) ->
         peak = torch.cuda.max_memory_allocated()
     else:
         peak = _rss_bytes() - rss0
+    teacher_s = None
+    if name.startswith('SAIP+KD'):  # the teacher's forward alone, as the step runs it
+        head = model.distill_head
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            with torch.autocast(device_type=device.split(':')[0], dtype=amp_dtype,
+                                enabled=args.amp):
+                head.teacher_tokens(inputs['g1'], 1.25, (20, 10), 16)
+        sync()
+        teacher_s = (time.perf_counter() - start) / args.steps
+    import shutil
+    shutil.rmtree(folder, ignore_errors=True)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     queue.put(dict(model=name, step_s=step_time, peak_mib=peak / 2**20,
-                   trainable_params_m=params / 1e6, saip_mm=os.path.dirname(saip_mm.__file__)))
+                   trainable_params_m=params / 1e6, teacher_s=teacher_s,
+                   saip_mm=os.path.dirname(saip_mm.__file__)))
 
 
 def _run(name: str, args: argparse.Namespace, tree: str) -> dict:
@@ -228,7 +284,7 @@ def main() -> None:
         raise SystemExit('--arch tinyvit-5m: mmpretrain has no MAE for TinyViT; pass --models SAIP')
     root = Path(__file__).resolve().parents[2]
     results = {}
-    for name in args.models:
+    for name in args.models + [f'SAIP+KD:{t}' for t in args.teachers]:
         results[name] = _run(name, args, str(root))
     if args.baseline:
         with tempfile.TemporaryDirectory(prefix='saip_baseline_') as tmp:
@@ -243,12 +299,21 @@ def main() -> None:
     memory_kind = 'CUDA peak allocated' if args.device.startswith('cuda') else 'peak RSS growth'
     print(f'device={args.device} arch={args.arch} batch={args.batch} input=256x128 '
           f'amp={args.amp} steps={args.steps}')
-    print(f'{"model":<10} {"step (s)":>10} {"img/s":>8} {memory_kind + " (MiB)":>28} '
+    print(f'{"model":<18} {"step (s)":>10} {"img/s":>8} {memory_kind + " (MiB)":>28} '
           f'{"trainable (M)":>14}')
     for r in results.values():
-        print(f'{r["model"]:<10} {r["step_s"]:>10.3f} {args.batch / r["step_s"]:>8.1f} '
+        print(f'{r["model"]:<18} {r["step_s"]:>10.3f} {args.batch / r["step_s"]:>8.1f} '
               f'{r["peak_mib"]:>28.0f} {r["trainable_params_m"]:>14.2f}')
     ratios = {}
+    for name, r in results.items():
+        if r.get('teacher_s') is not None:
+            line = (f'{name}: teacher forward {r["teacher_s"]:.3f} s = '
+                    f'{100 * r["teacher_s"] / r["step_s"]:.0f}% of the step')
+            if 'SAIP' in results:
+                line += (f'; step {r["step_s"] / results["SAIP"]["step_s"]:.2f}x and peak memory '
+                         f'{r["peak_mib"] / max(results["SAIP"]["peak_mib"], 1e-9):.2f}x SAIP '
+                         f'without a teacher')
+            print(line)
     for other in ('MAE', 'SAIP@base'):
         if 'SAIP' in results and other in results:
             ratios[other] = dict(

@@ -23,6 +23,12 @@ seed), and the six ablations ``saip-csm`` (CSM only: the DINO-like baseline),
 configs in ``configs/saip/`` are built on the 8-GPU LUP1M recipe; the tool reads which heads
 each of them switches off (``model.csm_head/csr_head/css_head`` = None) and applies exactly
 that to the preset's base config, so the objective is the only difference between methods.
+With ``--teacher PATH`` (a teacher ViT checkpoint in any layout that
+``tools/model_converters/to_mmpretrain_vit.py`` reads, or its output) two more methods run:
+``saip-kd`` (SAIP + cross-scale distillation from that frozen teacher) and ``kd``
+(distillation only), with the heads and distillation settings of their configs in
+``configs/saip/`` and the teacher's shape read from the file
+(:func:`saip_mm.models.heads.distill_head.teacher_config_from_checkpoint`).
 
 Presets:
 
@@ -77,7 +83,9 @@ SAIP_DEMO = 'configs/saip/saip_vit-tiny-p16_1xb32-demo_vtest-256x128.py'
 MAE_CPU = 'configs/mae/mae_vit-tiny-p16_1xb16-cpu_vtest-256x128.py'
 ABLATION = 'configs/saip/saip-{}_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py'
 ABLATIONS = ('saip-csm', 'saip-csr', 'saip-css', 'saip-csm-csr', 'saip-csm-css', 'saip-csr-css')
-METHODS = ('saip', 'mae', 'random') + ABLATIONS
+KD_CONFIGS = {'saip-kd': 'configs/saip/saip-kd_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py',
+              'kd': 'configs/saip/kd_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py'}
+METHODS = ('saip', 'mae', 'random') + ABLATIONS + tuple(KD_CONFIGS)
 
 PRESETS = {
     'cpu': dict(data_root='data/vtest', background='data/vtest/frames.txt',
@@ -100,7 +108,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--eval-root', help='Market-1501-layout split (query/, '
                         'bounding_box_test/) for the frozen-feature evaluation')
     parser.add_argument('--work-dir', help='where runs and the table go')
-    parser.add_argument('--methods', nargs='+', choices=METHODS, help='default: all')
+    parser.add_argument('--methods', nargs='+', choices=METHODS,
+                        help='default: all (saip-kd and kd only with --teacher)')
+    parser.add_argument('--teacher', help='teacher checkpoint of the distillation methods '
+                        '(saip-kd, kd): any layout to_mmpretrain_vit.py reads')
     parser.add_argument('--seeds', type=int, nargs='+')
     parser.add_argument('--iters', type=int, help='training iterations of every method')
     parser.add_argument('--batch', type=int, help='per-iteration batch of every method')
@@ -123,8 +134,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error('--iters must be at least 2 (one warm-up iteration, then the cosine)')
     if preset['batch'] < 1:
         parser.error('--batch must be at least 1')
+    kd = [m for m in (args.methods or []) if m in KD_CONFIGS]
+    if kd and not args.teacher:
+        parser.error(f'--methods {" ".join(kd)} distil from a teacher: give its checkpoint with '
+                     f'--teacher PATH (any layout tools/model_converters/to_mmpretrain_vit.py '
+                     f'reads)')
+    if args.teacher:
+        if not osp.isfile(args.teacher):
+            parser.error(f'--teacher {args.teacher}: no such file')
+        preset['teacher'] = osp.abspath(args.teacher)
     args.settings = preset
-    args.methods = list(dict.fromkeys(args.methods or METHODS))
+    default = METHODS if args.teacher else tuple(m for m in METHODS if m not in KD_CONFIGS)
+    args.methods = list(dict.fromkeys(args.methods or default))
     return args
 
 
@@ -272,6 +293,30 @@ def ablation_heads(method: str, root: Path = ROOT) -> Dict[str, bool]:
     return {head: model.get(head) is not None for head in HEADS}
 
 
+def kd_model_parts(method: str, teacher: str, root: Path = ROOT) -> dict:
+    """The heads and ``distill_head`` of a distillation method's config, for ``teacher``.
+
+    Args:
+        method (str): ``'saip-kd'`` or ``'kd'``.
+        teacher (str): the teacher checkpoint; its backbone config (width, depth, patch, input
+            size) replaces the config's ViT-B.
+
+    Returns:
+        dict: ``csm_head`` … ``css_head`` set to None where the config switches them off, and
+        ``distill_head``.
+    """
+    from mmengine.config import Config
+
+    from saip_mm.models.heads.distill_head import teacher_config_from_checkpoint
+    model = Config.fromfile(str(root / KD_CONFIGS[method])).model
+    parts = {head: None for head in HEADS if model.get(head) is None}
+    head = model.distill_head.to_dict()
+    head.update(teacher=teacher_config_from_checkpoint(teacher),
+                teacher_checkpoint=str(teacher))
+    parts['distill_head'] = head
+    return parts
+
+
 def _image_source(spec: str, default_ann: str = '') -> dict:
     """A folder or a list file as PersonImageDataset's ``data_root`` / ``ann_file``."""
     spec = osp.abspath(spec)
@@ -306,7 +351,9 @@ def build_run_config(method: str, seed: int, settings: dict, root: Path = ROOT):
         cfg.train_dataloader.dataset.background = None
     else:
         cfg = Config.fromfile(str(root / SAIP_DEMO))
-        if method != 'saip':
+        if method in KD_CONFIGS:
+            cfg.model.update(kd_model_parts(method, settings['teacher'], root))
+        elif method != 'saip':
             for head, keep in ablation_heads(method, root).items():
                 if not keep:
                     cfg.model[head] = None
@@ -371,8 +418,12 @@ def training_record(method: str, settings: dict, cfg_options: Optional[List[str]
     """What a trained run's result depends on besides iterations and batch (none for random)."""
     if method == 'random':
         return {}
-    return dict(lr=settings['lr'], n_local=settings['n_local'], data_root=settings['data_root'],
-                background=settings.get('background'), cfg_options=list(cfg_options or []))
+    record = dict(lr=settings['lr'], n_local=settings['n_local'],
+                  data_root=settings['data_root'], background=settings.get('background'),
+                  cfg_options=list(cfg_options or []))
+    if method in KD_CONFIGS:
+        record['teacher'] = settings['teacher']
+    return record
 
 
 def run_one(method: str, seed: int, settings: dict, run_dir: Path, cfg_options: List[str],

@@ -110,7 +110,7 @@ def main(argv=None) -> None:
     grid = report['grid']
     if report['resized']:
         print(f'pos_embed: grid {report["resized"]["src_grid"]} ({report["grid_from"]}) resized '
-              f'in 2-D (bicubic) to {grid}')
+              f'in 2-D (bicubic) to {report["resized"]["dst_grid"]}')
     else:
         print(f'pos_embed: grid {grid} ({report["grid_from"]}), written to meta')
     print(f"config: init_cfg=dict(type='Pretrained', checkpoint='{osp.abspath(args.dst)}', "

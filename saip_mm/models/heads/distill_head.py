@@ -42,6 +42,57 @@ def teacher_positions(grid: Tuple[int, int], patch_size: int, factor: float,
     return torch.stack([gx, gy], dim=-1).unsqueeze(0)
 
 
+def teacher_config_from_checkpoint(path: str, source: str = 'teacher',
+                                   img_size: Optional[Sequence[int]] = None) -> dict:
+    """A ``VisionTransformer`` config that fits a teacher checkpoint of any converter layout.
+
+    Width, depth, MLP width and patch size come from the tensors; the number of heads (not
+    stored in a checkpoint) is width / 64, as in ViT-S/B/L; the input size is ``img_size``, or
+    the checkpoint meta's ``img_size``, or its position grid (meta ``pos_embed_grid``, or a
+    square grid) times the patch.
+
+    Args:
+        path (str): the checkpoint.
+        source (str): teacher or student, for checkpoints holding both. Defaults to 'teacher'.
+        img_size (Sequence[int], optional): the teacher's input (H, W). Defaults to None.
+
+    Returns:
+        dict: ``dict(type='VisionTransformer', arch=dict(...), patch_size=..., img_size=...)``.
+    """
+    import math
+
+    from saip_mm.utils.vit_checkpoint import map_vit_keys, vit_shape
+    ckpt = read_checkpoint(path, allowed_globals=(argparse.Namespace, ))
+    _, state, _ = select_state_dict(ckpt, source, path)
+    if any(k.startswith('teacher.backbone.') for k in state):  # a saip_mm pretraining run
+        state = {k[len('teacher.'):]: v for k, v in state.items()
+                 if k.startswith('teacher.backbone.')}
+    mapped, _ = map_vit_keys(state, None, path)
+    shape = vit_shape(mapped)
+    patch = shape['patch_size']
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) and isinstance(ckpt.get('meta'),
+                                                                       dict) else {}
+    if img_size is None and meta.get('img_size'):
+        img_size = meta['img_size']
+    if img_size is None:
+        grid = meta.get('pos_embed_grid')
+        if not grid:
+            n = mapped['pos_embed'].shape[1] - (1 if 'cls_token' in mapped else 0)
+            side = math.isqrt(n)
+            if side * side != n:
+                raise ViTLayoutError(
+                    f'{path}: {n} position embeddings are not a square grid and the checkpoint '
+                    f'does not say its grid; write it in with tools/model_converters/'
+                    f'to_mmpretrain_vit.py SRC DST --arch ... --src-grid H W')
+            grid = (side, side)
+        img_size = (grid[0] * patch, grid[1] * patch)
+    arch = dict(embed_dims=shape['embed_dims'], num_layers=shape['num_layers'],
+                num_heads=max(1, shape['embed_dims'] // 64),
+                feedforward_channels=shape['feedforward_channels'])
+    return dict(type='VisionTransformer', arch=arch, patch_size=patch,
+                img_size=tuple(int(v) for v in img_size))
+
+
 @MODELS.register_module()
 class DistillHead(BaseModule):
     """Align the student with a frozen pretrained teacher ViT across scales.
