@@ -218,22 +218,25 @@ def test_teacher_stays_frozen_outside_optimizer_and_checkpoint(teacher_files, tm
 
 
 def test_a_fixed_batch_overfits(teacher_files):
-    """Distillation only, one batch: the summed distillation loss falls by half within 30
-    steps (with the rescale factors drawn at random each step, as in training)."""
-    model = micro_saip(teacher_files['dino'])
+    """Distillation only, one batch and one view scale (1.0: nothing random between steps):
+    the summed distillation loss falls by half within 30 steps, every level falls."""
+    model = micro_saip(teacher_files['dino'], scales=(1.0, ))
     model.init_weights()
     model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
     inputs = micro_inputs()
-    totals = []
+    history = []
     for _ in range(30):
         losses = model.loss(inputs)
         total = sum(losses.values())
-        totals.append(total.item())
+        history.append({k: v.item() for k, v in losses.items()})
         opt.zero_grad()
         total.backward()
         opt.step()
-    assert math.isfinite(totals[-1]) and min(totals[-5:]) <= 0.5 * totals[0], totals
+    totals = [sum(h.values()) for h in history]
+    assert math.isfinite(totals[-1]) and sum(totals[-5:]) / 5 <= 0.5 * totals[0], totals
+    for level in history[0]:
+        assert history[-1][level] < 0.8 * history[0][level], (level, history[0], history[-1])
 
 
 def test_masked_student_view_and_bfloat16_teacher(teacher_files):
