@@ -1,8 +1,56 @@
-"""Model builders shared by test files in different folders (``tests/`` is on ``sys.path``)."""
+"""Builders shared by test files in different folders (``tests/`` is on ``sys.path``)."""
+from pathlib import Path
+
 import torch
-from mmpretrain.registry import MODELS
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from mmpretrain.registry import HOOKS, MODELS
 
 import saip_mm  # noqa: F401  (registers SAIP)
+
+ROOT = Path(__file__).resolve().parents[1]
+MICRO_CONFIG = ROOT / 'tests' / 'data' / 'configs' / 'saip_micro_toy.py'
+ONLINE_EVAL = ROOT / 'configs' / 'saip' / '_base_' / 'datasets' / \
+    'market1501_online-eval-256x128.py'
+
+
+@HOOKS.register_module(name='_CrashHook')
+class CrashHook(Hook):
+    """Stands for a kill: interrupts the run before iteration ``at_iter + 1``."""
+
+    def __init__(self, at_iter):
+        self.at_iter = at_iter
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter == self.at_iter:
+            raise KeyboardInterrupt
+
+
+def micro_runner(work, persons, split=None, iters=4, hooks=(), **options) -> Runner:
+    """An MMEngine runner of the micro SAIP config (tests/data/configs/saip_micro_toy.py) on
+    the images of ``persons``, ``iters`` iterations at a constant lr, checkpoint every
+    iteration; with ``split`` (a Market-1501 layout), online validation every 2 iterations and
+    the best checkpoint kept. ``options`` are merged into the config last."""
+    cfg = Config.fromfile(str(MICRO_CONFIG))
+    cfg.work_dir = str(work)
+    cfg.train_dataloader.dataset.data_root = str(persons)
+    cfg.train_cfg.max_iters = iters
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0,
+                                end=iters)]
+    cfg.custom_hooks = [dict(type='SAIPTeacherHook')] + list(hooks)
+    if split is not None:
+        val = Config.fromfile(str(ONLINE_EVAL))
+        cfg.val_dataloader = val.val_dataloader
+        cfg.val_dataloader.update(batch_size=4, num_workers=0)
+        cfg.val_dataloader.dataset.data_root = str(split)
+        cfg.val_evaluator = val.val_evaluator
+        cfg.val_cfg = val.val_cfg
+        cfg.train_cfg.val_interval = 2
+        cfg.default_hooks.checkpoint.save_best = 'reid/mAP'
+        cfg.default_hooks.checkpoint.rule = 'greater'
+    cfg.merge_from_dict(options)
+    return Runner.from_cfg(cfg)
 
 
 def tinyvit_saip(seed: int = 0):

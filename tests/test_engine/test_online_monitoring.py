@@ -11,15 +11,12 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 from mmpretrain.registry import HOOKS
 
 from saip_mm.engine.hooks import CollapseError, SAIPHealthHook
+from saip_testlib import MICRO_CONFIG, micro_runner  # also registers _CrashHook
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / 'tests' / 'data' / 'configs' / 'saip_micro_toy.py'
-ONLINE_EVAL = ROOT / 'configs' / 'saip' / '_base_' / 'datasets' / \
-    'market1501_online-eval-256x128.py'
 MICRO_ARCH = dict(embed_dims=32, num_layers=8, num_heads=2, feedforward_channels=64)
 sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
 sys.path.insert(0, str(ROOT / 'tools' / 'model_converters'))
@@ -36,18 +33,6 @@ class _ModeProbeHook(Hook):
 
 
 @HOOKS.register_module()
-class _CrashHook(Hook):
-    """Stands for a kill: interrupts the run before iteration ``at_iter + 1``."""
-
-    def __init__(self, at_iter):
-        self.at_iter = at_iter
-
-    def before_train_iter(self, runner, batch_idx, data_batch=None):
-        if runner.iter == self.at_iter:
-            raise KeyboardInterrupt
-
-
-@HOOKS.register_module()
 class _ForceCollapseHook(Hook):
     """Every image gets the same final feature: the backbones' last LayerNorm outputs its bias."""
 
@@ -59,26 +44,6 @@ class _ForceCollapseHook(Hook):
                 vit.ln1.bias.copy_(bias)
 
 
-def _runner(work, persons, split=None, iters=4, hooks=(), **options) -> Runner:
-    cfg = Config.fromfile(str(CONFIG))
-    cfg.work_dir = str(work)
-    cfg.train_dataloader.dataset.data_root = str(persons)
-    cfg.train_cfg.max_iters = iters
-    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0,
-                                end=iters)]
-    cfg.custom_hooks = [dict(type='SAIPTeacherHook')] + list(hooks)
-    if split is not None:
-        val = Config.fromfile(str(ONLINE_EVAL))
-        cfg.val_dataloader = val.val_dataloader
-        cfg.val_dataloader.update(batch_size=4, num_workers=0)
-        cfg.val_dataloader.dataset.data_root = str(split)
-        cfg.val_evaluator = val.val_evaluator
-        cfg.val_cfg = val.val_cfg
-        cfg.train_cfg.val_interval = 2
-        cfg.default_hooks.checkpoint.save_best = 'reid/mAP'
-        cfg.default_hooks.checkpoint.rule = 'greater'
-    cfg.merge_from_dict(options)
-    return Runner.from_cfg(cfg)
 
 
 def _state(path: Path) -> dict:
@@ -103,10 +68,10 @@ def test_validation_and_monitors_leave_training_bit_identical(person_folder, mar
     DataLoader draws its base seed from torch's generator)."""
     _ModeProbeHook.modes = []
     with_val = tmp_path / 'val'
-    _runner(with_val, person_folder, market1501_split,
+    micro_runner(with_val, person_folder, market1501_split,
             hooks=MONITORS + (dict(type='_ModeProbeHook'), )).train()
     plain = tmp_path / 'plain'
-    _runner(plain, person_folder).train()
+    micro_runner(plain, person_folder).train()
     a, b = _state(with_val / 'iter_4.pth'), _state(plain / 'iter_4.pth')
     assert a.keys() == b.keys()
     for key in a:
@@ -139,13 +104,13 @@ def test_resume_with_validation_is_bit_exact_and_keeps_the_curves(person_folder,
     equals 4 straight iterations bit for bit, and its curves hold both validations (the one
     at 2 came after the iteration-2 checkpoint: it is taken from the work dir's curves.json)."""
     straight = tmp_path / 'straight'
-    _runner(straight, person_folder, market1501_split, hooks=MONITORS).train()
+    micro_runner(straight, person_folder, market1501_split, hooks=MONITORS).train()
     work = tmp_path / 'resumed'
     with pytest.raises(KeyboardInterrupt):
-        _runner(work, person_folder, market1501_split,
+        micro_runner(work, person_folder, market1501_split,
                 hooks=MONITORS + (dict(type='_CrashHook', at_iter=2), )).train()
     assert (work / 'iter_2.pth').is_file() and not (work / 'iter_3.pth').exists()
-    _runner(work, person_folder, market1501_split, hooks=MONITORS, resume=True).train()
+    micro_runner(work, person_folder, market1501_split, hooks=MONITORS, resume=True).train()
     a, b = _state(straight / 'iter_4.pth'), _state(work / 'iter_4.pth')
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -164,7 +129,7 @@ def test_online_metric_equals_reid_frozen_eval_on_the_exported_weights(person_fo
     from reid_frozen_eval import evaluate_backbones
     from saip_to_backbone import convert
     work = tmp_path / 'work'
-    _runner(work, person_folder, market1501_split, iters=2).train()
+    micro_runner(work, person_folder, market1501_split, iters=2).train()
     online = [r for r in _scalars(work) if 'reid/mAP' in r][-1]
     convert(str(work / 'iter_2.pth'), str(tmp_path / 'backbone.pth'))
     report = evaluate_backbones(str(market1501_split), {'exported': str(tmp_path / 'backbone.pth'),
@@ -182,7 +147,7 @@ def test_alarm_fires_on_a_forced_collapse_and_stops(person_folder, tmp_path):
     check; after `patience` checks the run stops with CollapseError before that iteration's
     checkpoint, and the warning names the metric, its value, the limit and the iteration."""
     work = tmp_path / 'collapsed'
-    runner = _runner(work, person_folder, iters=6, hooks=(
+    runner = micro_runner(work, person_folder, iters=6, hooks=(
         dict(type='_ForceCollapseHook'),
         dict(type='SAIPHealthHook', interval=1, patience=3, on_collapse='stop')),
         **{'optim_wrapper.optimizer.lr': 0.0})
@@ -201,7 +166,7 @@ def test_alarm_fires_on_a_forced_collapse_and_stops(person_folder, tmp_path):
 def test_alarm_stays_silent_on_a_healthy_micro_run(person_folder, tmp_path):
     """The same micro run without the forced collapse, default rules: no alarm."""
     work = tmp_path / 'healthy'
-    _runner(work, person_folder, iters=6, hooks=(
+    micro_runner(work, person_folder, iters=6, hooks=(
         dict(type='SAIPHealthHook', interval=1, on_collapse='stop'), )).train()
     rows = [r for r in _scalars(work) if 'health/rankme_student' in r]
     assert len(rows) == 6
@@ -213,7 +178,7 @@ def test_predict_embeds_with_the_teacher_or_the_student_and_changes_nothing():
     """`predict` sets `pred_feature` = the chosen backbone's final cls token; no state moves."""
     from mmpretrain.registry import MODELS
     from mmpretrain.structures import DataSample
-    cfg = Config.fromfile(str(CONFIG))
+    cfg = Config.fromfile(str(MICRO_CONFIG))
     model = MODELS.build(cfg.model)
     model.init_weights()
     with torch.no_grad():  # make the student differ from its EMA teacher

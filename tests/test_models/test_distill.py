@@ -14,18 +14,16 @@ import timm
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
-from mmengine.hooks import Hook
-from mmengine.runner import Runner
-from mmpretrain.registry import HOOKS, MODELS
+from mmpretrain.registry import MODELS
 
 import saip_mm  # noqa: F401  (registers SAIP, DistillHead)
 from saip_mm.models.heads.distill_head import teacher_positions
 from saip_mm.models.losses.distill_loss import (global_alignment, patch_alignment,
                                                 relation_alignment)
 from saip_mm.models.utils.pretrained import PretrainedCheckpointError
+from saip_testlib import micro_runner  # also registers _CrashHook
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / 'tests' / 'data' / 'configs' / 'saip_micro_toy.py'
 TEACHER_ARCH = dict(embed_dims=384, num_layers=2, num_heads=6, feedforward_channels=1536)
 STUDENT_ARCH = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
 
@@ -268,30 +266,12 @@ def test_student_must_be_a_vit(teacher_files):
 
 
 # ---------------------------------------------------------------- resume through the runner
-@HOOKS.register_module()
-class _KDCrashHook(Hook):
-    def __init__(self, at_iter):
-        self.at_iter = at_iter
-
-    def before_train_iter(self, runner, batch_idx, data_batch=None):
-        if runner.iter == self.at_iter:
-            raise KeyboardInterrupt
-
-
-def _runner(work, persons, teacher, iters=4, hooks=(), **options) -> Runner:
-    cfg = Config.fromfile(str(CONFIG))
-    cfg.work_dir = str(work)
-    cfg.train_dataloader.dataset.data_root = str(persons)
-    cfg.train_cfg.max_iters = iters
-    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0,
-                                end=iters)]
-    cfg.custom_hooks = [dict(type='SAIPTeacherHook')] + list(hooks)
-    cfg.model.distill_head = dict(
-        type='DistillHead', teacher=dict(type='VisionTransformer', arch=TEACHER_ARCH,
-                                         img_size=(128, 64), patch_size=16),
-        teacher_checkpoint=str(teacher), student_channels=32)
-    cfg.merge_from_dict(options)
-    return Runner.from_cfg(cfg)
+def _runner(work, persons, teacher, iters=4, hooks=(), **options):
+    head = dict(type='DistillHead', teacher=dict(type='VisionTransformer', arch=TEACHER_ARCH,
+                                                 img_size=(128, 64), patch_size=16),
+                teacher_checkpoint=str(teacher), student_channels=32)
+    return micro_runner(work, persons, iters=iters, hooks=hooks,
+                        **{'model.distill_head': head}, **options)
 
 
 def test_resume_reloads_the_teacher_from_its_path(person_folder, teacher_files, tmp_path):
@@ -305,7 +285,7 @@ def test_resume_reloads_the_teacher_from_its_path(person_folder, teacher_files, 
     _runner(straight, person_folder, teacher).train()
     work = tmp_path / 'resumed'
     with pytest.raises(KeyboardInterrupt):
-        _runner(work, person_folder, teacher, hooks=(dict(type='_KDCrashHook', at_iter=2), )
+        _runner(work, person_folder, teacher, hooks=(dict(type='_CrashHook', at_iter=2), )
                 ).train()
     runner = _runner(work, person_folder, teacher, resume=True)
     runner.train()
