@@ -1,4 +1,6 @@
 """Builders shared by test files in different folders (``tests/`` is on ``sys.path``)."""
+import logging
+import textwrap
 from pathlib import Path
 
 import torch
@@ -25,6 +27,33 @@ class CrashHook(Hook):
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         if runner.iter == self.at_iter:
             raise KeyboardInterrupt
+
+
+class LogRecords(logging.Handler):
+    """Keeps the messages of every record it sees (attach it to MMEngine's logger)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def write_micro_4iter_config(path: Path, extra: str = '') -> Path:
+    """The micro config over 4 iterations, cosine lr, a checkpoint after iteration 2 and
+    deterministic algorithms: the set-up of the bit-exact resume tests; ``extra`` config lines
+    are appended."""
+    path.write_text(textwrap.dedent(f'''
+        _base_ = '{MICRO_CONFIG}'
+        max_iters = 4
+        train_cfg = dict(max_iters=max_iters)
+        param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_iters, by_epoch=False,
+                                begin=0, end=max_iters)]
+        default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=-1))
+        randomness = dict(seed=0, deterministic=True)
+    ''') + textwrap.dedent(extra))
+    return path
 
 
 def micro_runner(work, persons, split=None, iters=4, hooks=(), **options) -> Runner:

@@ -20,7 +20,6 @@ echo "[demo] 1/4 person dataset from the pedestrian video (reused when present):
 echo "[demo] 2/4 SAIP pretraining (ViT-Tiny, all five losses) into $DEMO_DIR"
 "$PYTHON" "$ROOT/tools/train.py" "$CONFIG" --work-dir "$DEMO_DIR" \
   --cfg-options "train_dataloader.dataset.data_root=$DATA/" \
-  "train_dataloader.dataset.background.data_root=$DATA/" \
   "val_dataloader.dataset.data_root=$DATA/reid/"
 
 echo "[demo] 3/4 exporting the EMA teacher's backbone"

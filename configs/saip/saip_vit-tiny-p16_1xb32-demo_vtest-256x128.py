@@ -27,8 +27,9 @@ train_dataloader = dict(
     dataset=dict(
         data_root=data_root,
         ann_file='persons.txt',
-        # Full frames of the video's training part: real multi-person street scenes.
-        background=dict(_delete_=True, data_root=data_root, ann_file='frames.txt'),
+        # Full frames of the video's training part: real multi-person street scenes. Relative
+        # to the dataset's data_root, so overriding data_root alone moves both sources.
+        background=dict(_delete_=True, ann_file='frames.txt'),
         pipeline=train_pipeline))
 
 optim_wrapper = dict(

@@ -35,3 +35,102 @@ def make_images() -> Callable[..., List[str]]:
         return paths
 
     return make
+
+
+def write_luperson_lmdb(root: str, items, key_type=str) -> str:
+    """LUPerson's released layout under ``root``: ``lmdb/`` (key -> encoded image) and
+    ``keys.pkl`` (``dict(keys, pids)``), from (key, bytes) pairs; keys stored as ``key_type``."""
+    import pickle
+
+    import lmdb
+    os.makedirs(osp.join(root, 'lmdb'), exist_ok=True)
+    env = lmdb.open(osp.join(root, 'lmdb'), map_size=64 << 20)
+    with env.begin(write=True) as txn:
+        for key, data in items:
+            txn.put(key.encode('utf-8'), data)
+    env.close()
+    keys = [key if key_type is str else key.encode('utf-8') for key, _ in items]
+    with open(osp.join(root, 'keys.pkl'), 'wb') as f:
+        pickle.dump(dict(keys=keys, pids=list(range(len(keys)))), f)
+    return root
+
+
+@pytest.fixture(name='write_luperson_lmdb')
+def write_luperson_lmdb_fixture() -> Callable[..., str]:
+    """The ``write_luperson_lmdb`` helper, as a fixture."""
+    return write_luperson_lmdb
+
+
+def load_shard_converter():
+    """tools/dataset_converters/images_to_shards.py as a module."""
+    import importlib.util
+    path = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools',
+                    'dataset_converters', 'images_to_shards.py')
+    spec = importlib.util.spec_from_file_location('images_to_shards', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def shard_converter():
+    """The shard converter module (``convert``, ``main``)."""
+    return load_shard_converter()
+
+
+@pytest.fixture
+def make_sources(shard_converter) -> Callable[..., dict]:
+    """Factory: the same ``n`` person JPEGs (32x16) and 3 background JPEGs as every source
+    kind under ``root``: ``folder`` (persons/ + frames/), ``list`` (persons.txt, frames.txt),
+    ``lmdb`` (LUPerson layout; keys without extension) and ``shards`` (via the converter).
+    Returns the roots by kind."""
+
+    def make(root, n: int = 6, shard_size: int = 4) -> dict:
+        root = str(root)
+        persons = [f'persons/p{i:03d}.jpg' for i in range(n)]
+        frames = [f'frames/f{i:03d}.jpg' for i in range(3)]
+        for i, rel in enumerate(persons):
+            write_image(osp.join(_mkdir(root, 'folder/persons'), osp.basename(rel)), 32, 16, i)
+        for i, rel in enumerate(frames):
+            write_image(osp.join(_mkdir(root, 'folder/frames'), osp.basename(rel)), 24, 40,
+                        100 + i)
+        folder = osp.join(root, 'folder')
+        for name, rels in (('persons.txt', persons), ('frames.txt', frames)):
+            with open(osp.join(folder, name), 'w') as f:
+                f.write('\n'.join(rels) + '\n')
+
+        def items(rels):
+            out = []
+            for rel in rels:
+                with open(osp.join(folder, rel), 'rb') as f:
+                    out.append((osp.splitext(osp.basename(rel))[0], f.read()))
+            return out
+
+        lmdb_root = write_luperson_lmdb(osp.join(root, 'lmdb_persons'), items(persons))
+        lmdb_bg = write_luperson_lmdb(osp.join(root, 'lmdb_frames'), items(frames))
+        shard_converter.convert(osp.join(folder, 'persons'), osp.join(root, 'shards_persons'),
+                                shard_size=shard_size, stream=_Null())
+        shard_converter.convert(osp.join(folder, 'frames'), osp.join(root, 'shards_frames'),
+                                shard_size=shard_size, stream=_Null())
+        return dict(folder=osp.join(folder, 'persons'), folder_bg=osp.join(folder, 'frames'),
+                    list=folder, lmdb=lmdb_root, lmdb_bg=lmdb_bg,
+                    shards=osp.join(root, 'shards_persons'),
+                    shards_bg=osp.join(root, 'shards_frames'))
+
+    return make
+
+
+def _mkdir(root: str, rel: str) -> str:
+    path = osp.join(root, rel)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+class _Null:
+    """A stream that swallows the converter's progress lines."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass

@@ -1,5 +1,4 @@
 """PersonImageDataset(skip_corrupt=True) skips undecodable images and logs each one."""
-import logging
 import re
 
 import numpy as np
@@ -8,6 +7,7 @@ from mmengine.logging import MMLogger
 
 from saip_mm.datasets import PersonImageDataset
 from saip_mm.datasets.transforms.loading import CorruptImageError
+from saip_testlib import LogRecords
 
 
 @pytest.fixture
@@ -24,15 +24,6 @@ def _dataset(root, **kwargs):
                               pipeline=[dict(type='LoadPersonImage')], **kwargs)
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def test_default_stops_with_the_path(folders):
     corrupt = str(folders / 'persons' / 'b.png')
     with pytest.raises(CorruptImageError, match=re.escape(corrupt)) as err:
@@ -43,7 +34,7 @@ def test_default_stops_with_the_path(folders):
 def test_skip_corrupt_logs_each_file_and_a_count(folders):
     corrupt = str(folders / 'persons' / 'b.png')
     ds = _dataset(folders, skip_corrupt=True)
-    records = _Records()
+    records = LogRecords()
     logger = MMLogger.get_current_instance()
     logger.addHandler(records)
     try:

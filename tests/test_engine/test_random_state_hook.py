@@ -1,6 +1,5 @@
 """RandomStateHook: 4 iterations straight and 2 + --resume 2 give bit-identical SAIP weights."""
 import random
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +7,7 @@ import pytest
 import torch
 
 from saip_mm.engine.hooks.random_state_hook import get_rng_state, set_rng_state
+from saip_testlib import write_micro_4iter_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MICRO = ROOT / 'tests' / 'data' / 'configs' / 'saip_micro_toy.py'
@@ -54,18 +54,9 @@ def _undo_deterministic():
 def four_iterations(tmp_path_factory, person_folder, train_tool):
     """One 4-iteration run with a checkpoint after iteration 2 (the 'interrupted' state)."""
     tmp = tmp_path_factory.mktemp('bitexact')
-    config = tmp / 'saip_micro_4iter.py'
     # Cosine lr and momentum over 4 iterations, the CSR masks, rescale factors and
     # augmentations all draw random numbers: every one must continue where it stopped.
-    config.write_text(textwrap.dedent(f'''
-        _base_ = '{MICRO}'
-        max_iters = 4
-        train_cfg = dict(max_iters=max_iters)
-        param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_iters, by_epoch=False,
-                                begin=0, end=max_iters)]
-        default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=-1))
-        randomness = dict(seed=0, deterministic=True)
-    '''))
+    config = write_micro_4iter_config(tmp / 'saip_micro_4iter.py')
     straight = tmp / 'straight'
     _train(train_tool, config, straight, person_folder)
     return dict(config=config, straight=straight, tmp=tmp, data=person_folder, tool=train_tool)

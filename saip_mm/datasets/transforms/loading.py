@@ -1,6 +1,6 @@
 """Loading of the person image and of the background image of the multi-person reference."""
 import io
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -20,6 +20,19 @@ class CorruptImageError(ValueError):
 
     def __init__(self, path: str) -> None:
         super().__init__(f'cannot decode image file (corrupt or not an image): {path}')
+        self.path = path
+
+
+class CorruptEntryError(CorruptImageError):
+    """An LMDB or shard entry whose bytes do not decode; ``path`` names it as
+    ``<container>[<key>]``.
+
+    Args:
+        path (str): the entry's name.
+    """
+
+    def __init__(self, path: str) -> None:
+        ValueError.__init__(self, f'cannot decode image entry (corrupt or not an image): {path}')
         self.path = path
 
 
@@ -73,18 +86,40 @@ def _load(path: str, backend_args: Optional[dict],
         data = fileio.get(path, backend_args=backend_args)
     except FileNotFoundError as err:
         raise FileNotFoundError(f'image file not found: {path}') from err
+    return decode_image(data, path, decode_size)
+
+
+def decode_image(data: bytes, name: str, decode_size: Optional[Sequence[int]] = None,
+                 error: Callable[[str], Exception] = CorruptImageError
+                 ) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """Decode an encoded image (a file's bytes, an LMDB or shard entry) as RGB uint8.
+
+    The one decoding path of every source, so an entry decodes to the same pixels as the file
+    it was made from.
+
+    Args:
+        data (bytes): the encoded image.
+        name (str): what to name in errors.
+        decode_size (Sequence[int], optional): (H, W) for JPEG draft decoding (see
+            :func:`decode_jpeg_draft`). Defaults to None (full size, OpenCV).
+        error (Callable[[str], Exception]): builds the exception raised for undecodable bytes
+            from ``name``. Defaults to ``CorruptImageError``.
+
+    Returns:
+        tuple: the (H, W, 3) RGB image and the encoded image's full (H, W).
+    """
     if decode_size is not None:
         try:
             decoded = decode_jpeg_draft(data, decode_size)
         except OSError as err:  # truncated or corrupt JPEG data
-            raise CorruptImageError(path) from err
+            raise error(name) from err
         if decoded is not None:
             return decoded
     buf = np.frombuffer(data, dtype=np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
     if img is None:
         # cv2 returns None (no exception) for undecodable bytes.
-        raise CorruptImageError(path)
+        raise error(name)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), img.shape[:2]
 
 
@@ -96,6 +131,9 @@ class LoadPersonImage(BaseTransform):
     view is built from RGB images. Adds ``img_shape``/``ori_shape`` (and ``bg_img_shape``).
     A missing file raises FileNotFoundError, an undecodable one ``CorruptImageError`` (a
     ValueError); both name the file. ``PersonImageDataset(skip_corrupt=True)`` skips the latter.
+    Entries of LMDB and shard sources come as bytes (``img_bytes``, ``bg_img_bytes``) and are
+    decoded by the same code (:func:`decode_image`); undecodable ones raise
+    ``CorruptEntryError`` (a ``CorruptImageError``) naming ``<container>[<key>]``.
 
     Args:
         backend_args (dict, optional): ``mmengine.fileio`` backend arguments.
@@ -118,24 +156,34 @@ class LoadPersonImage(BaseTransform):
         """Load the images named in ``results``.
 
         Args:
-            results (dict): holds ``img_path`` and optionally ``bg_img_path``.
+            results (dict): holds ``img_path`` and optionally ``bg_img_path``. An
+                ``img_bytes`` (``bg_img_bytes``), put there by a keyed source of
+                ``PersonImageDataset`` (LMDB, shards), is decoded instead of reading the path,
+                which then only names the entry; the bytes are dropped once decoded.
 
         Returns:
             dict: ``results`` with ``img`` (and ``bg_img``) added.
         """
         if 'img_path' not in results:
             raise KeyError('LoadPersonImage: `img_path` is missing from the data info')
-        img, full_hw = _load(results['img_path'], self.backend_args, self.decode_size)
+        img, full_hw = self._load(results, 'img')
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = full_hw
         if results.get('bg_img_path') is not None:
-            bg_img, bg_full_hw = _load(results['bg_img_path'], self.backend_args,
-                                       self.decode_size)
+            bg_img, bg_full_hw = self._load(results, 'bg_img')
             results['bg_img'] = bg_img
             results['bg_img_shape'] = bg_img.shape[:2]
             results['bg_ori_shape'] = bg_full_hw
         return results
+
+    def _load(self, results: dict, prefix: str) -> Tuple[np.ndarray, Tuple[int, int]]:
+        """``<prefix>_bytes`` decoded when present, else the file at ``<prefix>_path``."""
+        data = results.pop(f'{prefix}_bytes', None)
+        if data is not None:
+            return decode_image(data, results[f'{prefix}_path'], self.decode_size,
+                                CorruptEntryError)
+        return _load(results[f'{prefix}_path'], self.backend_args, self.decode_size)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(backend_args={self.backend_args}, '
