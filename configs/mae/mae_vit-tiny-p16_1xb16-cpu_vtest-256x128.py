@@ -29,7 +29,8 @@ model = dict(
     ])
 
 train_pipeline = [
-    dict(type='LoadPersonImage'),
+    # the dataset names a background for every sample; MAE never reads one: not decoded
+    dict(type='LoadPersonImage', with_background=False),
     # MAE's crop (area 0.2-1.0, bicubic) with the person aspect ratio (w/h 0.4-0.6) of SAIP's
     # views, so that a crop is not squeezed into the 1:2 anchor
     dict(type='RandomResizedCrop', scale=(256, 128), crop_ratio_range=(0.2, 1.0),
@@ -44,7 +45,8 @@ train_dataloader = dict(
     pin_memory=False,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    # background=None and no background key in the pipeline: MAE reads the person image only
+    # background=None (the person images) and with_background=False above: MAE decodes the
+    # person image only
     dataset=dict(type='PersonImageDataset', data_root=data_root, ann_file='persons.txt',
                  background=None, pipeline=train_pipeline))
 

@@ -142,11 +142,16 @@ class LoadPersonImage(BaseTransform):
             smallest DCT scale (1/2, 1/4, 1/8) whose size still reaches it, which is much
             faster for files far larger than needed; ``ori_shape`` (``bg_ori_shape``) then keeps
             the file's full size. Defaults to None (full-size decoding).
+        with_background (bool): load ``bg_img_path`` too. False for pipelines that never read
+            a background (MAE): ``PersonImageDataset`` always names one, and decoding it would
+            cost a second image per sample for nothing. Defaults to True.
     """
 
     def __init__(self, backend_args: Optional[dict] = None,
-                 decode_size: Optional[Sequence[int]] = None) -> None:
+                 decode_size: Optional[Sequence[int]] = None,
+                 with_background: bool = True) -> None:
         self.backend_args = backend_args
+        self.with_background = with_background
         if decode_size is not None and (len(decode_size) != 2 or min(decode_size) <= 0):
             raise ValueError(f'LoadPersonImage: `decode_size` must be (H, W) > 0 or None, '
                              f'got {decode_size}')
@@ -170,7 +175,9 @@ class LoadPersonImage(BaseTransform):
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = full_hw
-        if results.get('bg_img_path') is not None:
+        if not self.with_background:
+            results.pop('bg_img_bytes', None)
+        elif results.get('bg_img_path') is not None:
             bg_img, bg_full_hw = self._load(results, 'bg_img')
             results['bg_img'] = bg_img
             results['bg_img_shape'] = bg_img.shape[:2]
@@ -187,4 +194,4 @@ class LoadPersonImage(BaseTransform):
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(backend_args={self.backend_args}, '
-                f'decode_size={self.decode_size})')
+                f'decode_size={self.decode_size}, with_background={self.with_background})')

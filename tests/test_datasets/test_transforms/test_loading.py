@@ -18,6 +18,12 @@ def test_loads_rgb_person_and_background(tmp_path, write_image):
     assert np.array_equal(out['bg_img'], scene)
     assert out['img_shape'] == (20, 10) and out['bg_img_shape'] == (12, 30)
     assert 'bg_img' not in load(dict(img_path=str(tmp_path / 'p.png')))
+    # a pipeline without background (MAE) does not decode it, even when one is named
+    no_bg = TRANSFORMS.build(dict(type='LoadPersonImage', with_background=False))
+    out = no_bg(dict(img_path=str(tmp_path / 'p.png'), bg_img_path=str(tmp_path / 'missing.png'),
+                     bg_img_bytes=b'not an image'))
+    assert np.array_equal(out['img'], person) and 'bg_img' not in out
+    assert 'bg_img_bytes' not in out
 
 
 def test_missing_file_error_names_it(tmp_path, write_image):

@@ -35,6 +35,9 @@ def test_mae_config_trains_one_step_and_exports_a_stock_vit():
     if DefaultScope.get_current_instance() is None or \
             DefaultScope.get_current_instance().scope_name != 'mmpretrain':
         DefaultScope.get_instance('test_rect_mae', scope_name='mmpretrain')
+    # MAE never reads a background: its loader does not decode the one the dataset names
+    assert cfg.train_dataloader.dataset.pipeline[0] == dict(type='LoadPersonImage',
+                                                            with_background=False)
     cfg.model.neck.decoder_depth = 1  # the config's wiring; one decoder block keeps it fast
     model = MODELS.build(cfg.model)
     model.init_weights()
