@@ -94,8 +94,7 @@ class MissingEntryError(CorruptImageError):
     """
 
     def __init__(self, path: str, message: str) -> None:
-        ValueError.__init__(self, message)
-        self.path = path
+        super().__init__(path, message)
 
 
 class ShardIndexError(ValueError):

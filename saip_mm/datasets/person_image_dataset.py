@@ -248,22 +248,18 @@ class PersonImageDataset(BaseDataset):
         self.full_init()
         return len(self._backgrounds) if self._backgrounds is not None else len(self)
 
-    def _person_entry(self, idx: int) -> Tuple[str, Optional[bytes]]:
-        """The ``idx``-th person image's name and, for a keyed source, its bytes."""
-        info = super().get_data_info(idx)
+    def _person_entry(self, info: dict, read: bool = True) -> Tuple[str, Optional[bytes]]:
+        """A person data info's image name and, for a keyed source when ``read``, its bytes."""
         if 'img_idx' not in info:
             return info['img_path'], None
-        return self._images.name(info['img_idx']), self._images.read(info['img_idx'])
+        idx = info['img_idx']
+        return self._images.name(idx), self._images.read(idx) if read else None
 
     def _background_entry(self, idx: int, read: bool = True) -> Tuple[str, Optional[bytes]]:
-        """The ``idx``-th background's name and, for a keyed source, its bytes."""
+        """The ``idx``-th background's name and, for a keyed source when ``read``, its bytes."""
         self.full_init()
         if self._backgrounds is None:
-            if not read:
-                info = super().get_data_info(idx)
-                return (info['img_path'] if 'img_idx' not in info else
-                        self._images.name(info['img_idx'])), None
-            return self._person_entry(idx)
+            return self._person_entry(super().get_data_info(idx), read)
         return (self._backgrounds.name(idx),
                 self._backgrounds.read(idx) if read else None)
 
@@ -289,10 +285,10 @@ class PersonImageDataset(BaseDataset):
             also their bytes, ``img_bytes`` and ``bg_img_bytes``.
         """
         data_info = super().get_data_info(idx)
-        img_idx = data_info.pop('img_idx', None)
-        if img_idx is not None:
-            data_info['img_path'] = self._images.name(img_idx)
-            data_info['img_bytes'] = self._images.read(img_idx)
+        data_info['img_path'], img_bytes = self._person_entry(data_info)
+        data_info.pop('img_idx', None)
+        if img_bytes is not None:
+            data_info['img_bytes'] = img_bytes
         bg_path, bg_bytes = self._background_entry(
             int(np.random.randint(0, self.num_backgrounds)))
         data_info['bg_img_path'] = bg_path

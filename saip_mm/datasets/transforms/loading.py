@@ -16,10 +16,11 @@ class CorruptImageError(ValueError):
 
     Args:
         path (str): the file.
+        message (str, optional): the message. Defaults to None (says the file does not decode).
     """
 
-    def __init__(self, path: str) -> None:
-        super().__init__(f'cannot decode image file (corrupt or not an image): {path}')
+    def __init__(self, path: str, message: Optional[str] = None) -> None:
+        super().__init__(message or f'cannot decode image file (corrupt or not an image): {path}')
         self.path = path
 
 
@@ -32,8 +33,7 @@ class CorruptEntryError(CorruptImageError):
     """
 
     def __init__(self, path: str) -> None:
-        ValueError.__init__(self, f'cannot decode image entry (corrupt or not an image): {path}')
-        self.path = path
+        super().__init__(path, f'cannot decode image entry (corrupt or not an image): {path}')
 
 
 def decode_jpeg_draft(data: bytes, min_size: Sequence[int]) -> Optional[Tuple[np.ndarray,
