@@ -180,6 +180,35 @@ def read_luperson_keys(path: str) -> List[str]:
     return out
 
 
+def write_luperson_lmdb(root: str, items: Sequence[Tuple[str, bytes]],
+                        bytes_keys: bool = False) -> str:
+    """Write LUPerson's released layout under ``root``: ``lmdb/`` and ``keys.pkl``.
+
+    For tests and benchmarks that need such a database made from images at hand.
+
+    Args:
+        root (str): the folder to create them in.
+        items (Sequence[tuple[str, bytes]]): (key, encoded image) pairs, in key-list order.
+        bytes_keys (bool): store the keys in ``keys.pkl`` as bytes (the release has both kinds).
+            Defaults to False (str).
+
+    Returns:
+        str: ``root``.
+    """
+    import lmdb
+    os.makedirs(osp.join(root, LMDB_DIR), exist_ok=True)
+    total = sum(len(data) for _, data in items)
+    env = lmdb.open(osp.join(root, LMDB_DIR), map_size=2 * total + (64 << 20))
+    with env.begin(write=True) as txn:
+        for key, data in items:
+            txn.put(key.encode('utf-8'), data)
+    env.close()
+    keys = [key.encode('utf-8') if bytes_keys else key for key, _ in items]
+    with open(osp.join(root, LMDB_KEYS), 'wb') as f:
+        pickle.dump(dict(keys=keys, pids=list(range(len(keys)))), f)
+    return root
+
+
 def detect_source(folder: str, ann_file: str) -> str:
     """The source kind at ``folder`` / ``ann_file`` (``source='auto'``).
 

@@ -1,4 +1,5 @@
 """Tiny images on disk for the data pipeline tests."""
+import io
 import os
 import os.path as osp
 from typing import Callable, List
@@ -6,6 +7,8 @@ from typing import Callable, List
 import cv2
 import numpy as np
 import pytest
+
+from saip_mm.datasets.image_sources import write_luperson_lmdb
 
 
 def write_image(path: str, height: int = 48, width: int = 24, seed: int = 0) -> np.ndarray:
@@ -37,27 +40,9 @@ def make_images() -> Callable[..., List[str]]:
     return make
 
 
-def write_luperson_lmdb(root: str, items, key_type=str) -> str:
-    """LUPerson's released layout under ``root``: ``lmdb/`` (key -> encoded image) and
-    ``keys.pkl`` (``dict(keys, pids)``), from (key, bytes) pairs; keys stored as ``key_type``."""
-    import pickle
-
-    import lmdb
-    os.makedirs(osp.join(root, 'lmdb'), exist_ok=True)
-    env = lmdb.open(osp.join(root, 'lmdb'), map_size=64 << 20)
-    with env.begin(write=True) as txn:
-        for key, data in items:
-            txn.put(key.encode('utf-8'), data)
-    env.close()
-    keys = [key if key_type is str else key.encode('utf-8') for key, _ in items]
-    with open(osp.join(root, 'keys.pkl'), 'wb') as f:
-        pickle.dump(dict(keys=keys, pids=list(range(len(keys)))), f)
-    return root
-
-
 @pytest.fixture(name='write_luperson_lmdb')
 def write_luperson_lmdb_fixture() -> Callable[..., str]:
-    """The ``write_luperson_lmdb`` helper, as a fixture."""
+    """``saip_mm.datasets.image_sources.write_luperson_lmdb``, as a fixture."""
     return write_luperson_lmdb
 
 
@@ -109,9 +94,9 @@ def make_sources(shard_converter) -> Callable[..., dict]:
         lmdb_root = write_luperson_lmdb(osp.join(root, 'lmdb_persons'), items(persons))
         lmdb_bg = write_luperson_lmdb(osp.join(root, 'lmdb_frames'), items(frames))
         shard_converter.convert(osp.join(folder, 'persons'), osp.join(root, 'shards_persons'),
-                                shard_size=shard_size, stream=_Null())
+                                shard_size=shard_size, stream=io.StringIO())
         shard_converter.convert(osp.join(folder, 'frames'), osp.join(root, 'shards_frames'),
-                                shard_size=shard_size, stream=_Null())
+                                shard_size=shard_size, stream=io.StringIO())
         return dict(folder=osp.join(folder, 'persons'), folder_bg=osp.join(folder, 'frames'),
                     list=folder, lmdb=lmdb_root, lmdb_bg=lmdb_bg,
                     shards=osp.join(root, 'shards_persons'),
@@ -124,13 +109,3 @@ def _mkdir(root: str, rel: str) -> str:
     path = osp.join(root, rel)
     os.makedirs(path, exist_ok=True)
     return path
-
-
-class _Null:
-    """A stream that swallows the converter's progress lines."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass

@@ -113,7 +113,7 @@ def test_sources_are_found_by_layout_or_named(tmp_path, make_sources):
 def test_bytes_keys_are_read(tmp_path, make_images, write_luperson_lmdb):
     paths = make_images(tmp_path / 'imgs', ['a.jpg', 'b.jpg'], 32, 16)
     items = [(osp.basename(p), open(p, 'rb').read()) for p in paths]
-    write_luperson_lmdb(str(tmp_path / 'lup'), items, key_type=bytes)
+    write_luperson_lmdb(str(tmp_path / 'lup'), items, bytes_keys=True)
     ds = PersonImageDataset(data_root=str(tmp_path / 'lup'), pipeline=LOAD)
     assert ds[1]['img_path'].endswith('lmdb[b.jpg]') and ds[1]['img'].shape == (32, 16, 3)
 

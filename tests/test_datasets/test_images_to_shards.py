@@ -12,10 +12,6 @@ import pytest
 from saip_mm.datasets.image_sources import SHARD_INDEX, PathArray
 
 
-class _Quiet(io.StringIO):
-    """Swallows the progress lines."""
-
-
 def _index(out):
     with np.load(osp.join(out, SHARD_INDEX), allow_pickle=False) as npz:
         index = {k: npz[k] for k in npz.files}
@@ -32,7 +28,7 @@ def _members(path):
 def test_index_matches_the_shards_member_by_member(tmp_path, make_sources, shard_converter):
     src = make_sources(tmp_path)
     out = str(tmp_path / 'out')
-    summary = shard_converter.convert(src['folder'], out, shard_size=4, stream=_Quiet())
+    summary = shard_converter.convert(src['folder'], out, shard_size=4, stream=io.StringIO())
     assert summary['images'] == 6 and summary['shards'] == 2 and summary['input'] == 'folder'
     index, keys = _index(out)
     assert list(index['shard_names']) == ['shard-000000.tar', 'shard-000001.tar']
@@ -50,7 +46,7 @@ def test_index_matches_the_shards_member_by_member(tmp_path, make_sources, shard
         assert osp.getsize(osp.join(out, name)) == size
     # fixed member metadata: the same input gives byte-identical shards
     again = str(tmp_path / 'again')
-    shard_converter.convert(src['folder'], again, shard_size=4, stream=_Quiet())
+    shard_converter.convert(src['folder'], again, shard_size=4, stream=io.StringIO())
     for name in index['shard_names']:
         with open(osp.join(out, name), 'rb') as a, open(osp.join(again, name), 'rb') as b:
             assert a.read() == b.read()
@@ -59,12 +55,12 @@ def test_index_matches_the_shards_member_by_member(tmp_path, make_sources, shard
 def test_list_file_and_lmdb_inputs(tmp_path, make_sources, shard_converter):
     src = make_sources(tmp_path)
     listed = shard_converter.convert(osp.join(src['list'], 'frames.txt'), str(tmp_path / 'l'),
-                                     stream=_Quiet())
+                                     stream=io.StringIO())
     assert listed['input'] == 'list'
     assert _index(str(tmp_path / 'l'))[1] == ['frames/f000.jpg', 'frames/f001.jpg',
                                               'frames/f002.jpg']
     lup = shard_converter.convert(src['lmdb'], str(tmp_path / 'lup'), shard_size=5,
-                                  stream=_Quiet())
+                                  stream=io.StringIO())
     assert lup['input'] == 'lmdb' and lup['shards'] == 2
     index, keys = _index(str(tmp_path / 'lup'))
     assert keys == [f'p{i:03d}' for i in range(6)]  # LMDB keys as they are ...
@@ -76,7 +72,7 @@ def test_list_file_and_lmdb_inputs(tmp_path, make_sources, shard_converter):
     open(osp.join(src['list'], '..', 'outside.jpg'), 'wb').close()
     with pytest.raises(ValueError, match='not a path inside its root'):
         shard_converter.convert(osp.join(src['list'], 'bad.txt'), str(tmp_path / 'bad'),
-                                stream=_Quiet())
+                                stream=io.StringIO())
 
 
 @pytest.fixture
@@ -130,7 +126,7 @@ def test_an_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, make_so
 
     monkeypatch.setattr(shard_converter, '_read_files', interrupted)
     with pytest.raises(KeyboardInterrupt):
-        shard_converter.convert(src['folder'], out, shard_size=4, stream=_Quiet())
+        shard_converter.convert(src['folder'], out, shard_size=4, stream=io.StringIO())
     assert seen == [['shard-000000.tar', 'shard-000001.tar']]
     assert not osp.exists(out) and not osp.exists(out + '.partial')
 
@@ -138,5 +134,5 @@ def test_an_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, make_so
     os.makedirs(out + '.partial')
     open(osp.join(out + '.partial', 'shard-000000.tar'), 'wb').close()
     monkeypatch.setattr(shard_converter, '_read_files', real)
-    shard_converter.convert(src['folder'], out, shard_size=4, stream=_Quiet())
+    shard_converter.convert(src['folder'], out, shard_size=4, stream=io.StringIO())
     assert not osp.exists(out + '.partial') and len(_index(out)[1]) == 6

@@ -36,7 +36,6 @@ import importlib.util
 import json
 import os
 import os.path as osp
-import pickle
 import shutil
 import subprocess
 import sys
@@ -76,24 +75,11 @@ def _load_converter():
     return module
 
 
-def write_luperson_lmdb(root: str, keys: List[str], paths: List[str]) -> None:
-    """LUPerson's layout: ``root/lmdb/`` (key -> the file's bytes) and ``root/keys.pkl``."""
-    import lmdb
-    total = sum(osp.getsize(p) for p in paths)
-    os.makedirs(osp.join(root, 'lmdb'))
-    env = lmdb.open(osp.join(root, 'lmdb'), map_size=4 * total + (64 << 20))
-    with env.begin(write=True) as txn:
-        for key, path in zip(keys, paths):
-            with open(path, 'rb') as f:
-                txn.put(key.encode(), f.read())
-    env.close()
-    with open(osp.join(root, 'keys.pkl'), 'wb') as f:
-        pickle.dump(dict(keys=keys, pids=[0] * len(keys)), f)
-
-
 def prepare(args: argparse.Namespace) -> Dict[str, str]:
     """Write (or reuse) the three datasets; return their roots."""
     import cv2
+
+    from saip_mm.datasets.image_sources import write_luperson_lmdb
     params = dict(source=osp.abspath(args.source), num_images=args.num_images,
                   shard_size=args.shard_size, version=1)
     roots = {k: osp.join(args.work_dir, k) for k in SOURCES}
@@ -114,18 +100,17 @@ def prepare(args: argparse.Namespace) -> Dict[str, str]:
         crops = [cv2.imread(osp.join(args.source, line.strip())) for line in f if line.strip()]
     folder = osp.join(roots['folder'], 'images')
     os.makedirs(folder)
-    keys, paths = [], []
+    items = []  # (key, the JPEG's bytes): the same bytes in every source
     for i in range(args.num_images):
         variant, img = i // len(crops), crops[i % len(crops)]
         if variant % 2:
             img = img[:, ::-1]
         ok, buf = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, 90 + variant // 2 % 6])
         assert ok
-        keys.append(f'{i:06d}')
-        paths.append(osp.join(folder, keys[-1] + '.jpg'))
-        with open(paths[-1], 'wb') as f:
-            f.write(buf.tobytes())
-    write_luperson_lmdb(roots['lmdb'], keys, paths)
+        items.append((f'{i:06d}', buf.tobytes()))
+        with open(osp.join(folder, items[-1][0] + '.jpg'), 'wb') as f:
+            f.write(items[-1][1])
+    write_luperson_lmdb(roots['lmdb'], items)
     _load_converter().convert(roots['folder'], roots['shards'], shard_size=args.shard_size,
                               force=True)
     with open(marker, 'w') as f:
