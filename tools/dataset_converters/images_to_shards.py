@@ -65,10 +65,10 @@ from saip_mm.datasets.image_sources import (IMG_SUFFIX_CODES, MEMBER_SUFFIXES,  
                                             SHARD_INDEX, SHARD_INDEX_FORMAT, TAR_BLOCK,
                                             LmdbSource, PathArray, detect_source)
 from saip_mm.datasets.person_image_dataset import IMG_EXTENSIONS, list_images  # noqa: E402
+from saip_mm.engine.hooks.safe_checkpoint_hook import PARTIAL_SUFFIX, fsync_dir  # noqa: E402
 from saip_mm.utils.progress import Progress  # noqa: E402
 
 SHARD_NAME = 'shard-{:06d}.tar'
-PARTIAL = '.partial'
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -86,8 +86,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def _list_key(entry: str, list_file: str) -> str:
+    """A list entry (relative to its root) as a member key; refused outside the root."""
     key = posixpath.normpath(entry.replace(os.sep, '/'))
-    if posixpath.isabs(key) or key == '..' or key.startswith('../'):
+    if key == '..' or key.startswith('../'):
         raise ValueError(f'{list_file}: entry {entry!r} is not a path inside its root; a tar '
                          'member named so would be written outside the folder it is unpacked in')
     return key
@@ -108,9 +109,7 @@ def open_input(src: str, root: Optional[str] = None) -> Tuple[str, int, Iterator
     if osp.isfile(src):
         root = root if root is not None else osp.dirname(src)
         paths = list_images(root, src, IMG_EXTENSIONS, check_files=True)
-        with open(src, encoding='utf-8') as f:
-            entries = [line.strip() for line in f]
-        keys = [_list_key(e, src) for e in entries if e and not e.startswith('#')]
+        keys = [_list_key(osp.relpath(path, root or '.'), src) for path in paths]
         return 'list', len(paths), _read_files(paths, keys)
     if not osp.isdir(src):
         raise FileNotFoundError(f'input not found: {src}')
@@ -144,14 +143,6 @@ def member_suffix(key: str, data: bytes) -> int:
     if data[:2] == b'BM':
         return IMG_SUFFIX_CODES['.bmp']
     return IMG_SUFFIX_CODES['.bin']
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: str) -> None:
@@ -255,7 +246,7 @@ def convert(src: str, out: str, shard_size: int = 10000, force: bool = False,
         raise FileExistsError(f'{out} exists: pass --force to replace it (it is replaced only '
                               'once the new shards are complete)')
     kind, total, entries = open_input(src, root)
-    partial = out + PARTIAL
+    partial = out + PARTIAL_SUFFIX
     _remove(partial)  # left by an interrupted run: never complete (the name says so)
     os.makedirs(partial)  # mode 0777 & ~umask
     try:
@@ -268,7 +259,7 @@ def convert(src: str, out: str, shard_size: int = 10000, force: bool = False,
             _remove(old)
         else:
             os.rename(partial, out)
-        _fsync_dir(osp.dirname(out))
+        fsync_dir(osp.dirname(out))
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

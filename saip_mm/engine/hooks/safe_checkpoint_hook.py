@@ -20,7 +20,7 @@ def _fsync_file(path: str) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
     """Flush a folder's entries (a rename) to disk where the system allows it."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -47,7 +47,7 @@ def write_text_atomic(path: str, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(partial, path)
-    _fsync_dir(osp.dirname(osp.abspath(path)))
+    fsync_dir(osp.dirname(osp.abspath(path)))
 
 
 @HOOKS.register_module()
@@ -132,7 +132,7 @@ class SafeCheckpointHook(CheckpointHook):
             path = osp.join(out_dir, filename)
             _fsync_file(path + PARTIAL_SUFFIX)
             os.replace(path + PARTIAL_SUFFIX, path)
-            _fsync_dir(out_dir)
+            fsync_dir(out_dir)
             written.add(osp.abspath(path))
 
         # Instance attributes shadow the methods for this call only.
@@ -184,7 +184,7 @@ class SafeCheckpointHook(CheckpointHook):
             partial = self.last_ckpt + PARTIAL_SUFFIX
             _fsync_file(partial)
             os.replace(partial, self.last_ckpt)
-            _fsync_dir(self.out_dir)  # make the rename itself durable
+            fsync_dir(self.out_dir)  # make the rename itself durable
         write_text_atomic(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
         for old_step in dropped:
             self._remove_checkpoint(runner, old_step)
