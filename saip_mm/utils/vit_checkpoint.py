@@ -357,13 +357,43 @@ def build_backbone_checkpoint(state_dict: Dict[str, torch.Tensor],
                 meta=full_meta), resized
 
 
+def map_checkpoint_vit(ckpt: Any, source: str = 'teacher', prefix: Optional[str] = None,
+                       path: str = 'checkpoint') -> Tuple[str, Dict[str, torch.Tensor], dict,
+                                                          List[str]]:
+    """The ViT tensors of a loaded checkpoint of any known layout, in mmpretrain names.
+
+    Args:
+        ckpt (Any): the loaded checkpoint.
+        source (str): teacher or student, for checkpoints that hold both. Defaults to 'teacher'.
+        prefix (str, optional): backbone key prefix; detected when None.
+        path (str): names the file in messages. Defaults to 'checkpoint'.
+
+    Returns:
+        tuple: the layout, the tensors (no prefix), the mapping report (prefix, mapped,
+        dropped, missing) and the top-level entries not used.
+    """
+    layout, state_dict, unused = select_state_dict(ckpt, source, path)
+    if layout == 'saip-mm':
+        try:
+            backbone, dropped = extract_backbone(state_dict, source)
+        except ValueError as e:
+            raise ViTLayoutError(f'{path}: {e}') from None
+        state_dict = OrderedDict((k, v) for k, v in backbone.items())
+        state, report = map_vit_keys(state_dict, 'backbone.', path)
+        report['dropped'] = sorted(dropped)
+    else:
+        state, report = map_vit_keys(state_dict, prefix, path)
+    return layout, state, report, unused
+
+
 def convert_vit(ckpt: Any,
                 arch: Union[str, dict, None] = 'deit-tiny',
                 source: str = 'teacher',
                 prefix: Optional[str] = None,
                 src_grid: Optional[Sequence[int]] = None,
                 img_size: Optional[Sequence[int]] = None,
-                path: str = 'checkpoint') -> Tuple[dict, dict]:
+                path: str = 'checkpoint',
+                fallback_grid: Optional[Sequence[int]] = None) -> Tuple[dict, dict]:
     """Turn a loaded ViT checkpoint of any known layout into an mmpretrain backbone checkpoint.
 
     Args:
@@ -377,29 +407,26 @@ def convert_vit(ckpt: Any,
             needed when it is not square and the layout does not say. Defaults to None.
         img_size (Sequence[int], optional): resize the position embeddings for this input.
         path (str): names the file in messages. Defaults to 'checkpoint'.
+        fallback_grid (Sequence[int], optional): the grid of the model the result is for,
+            taken when neither ``src_grid`` nor the layout gives one and the checkpoint has
+            exactly that many positions (how stock loaders read a checkpoint of their own
+            length). Defaults to None.
 
     Returns:
         tuple: the checkpoint dict to save and the report (layout, prefix, mapped, dropped,
         missing, grid and where it came from, resize).
     """
-    layout, state_dict, unused = select_state_dict(ckpt, source, path)
-    if layout == 'saip-mm':
-        try:
-            backbone, dropped = extract_backbone(state_dict, source)
-        except ValueError as e:
-            raise ViTLayoutError(f'{path}: {e}') from None
-        state_dict = OrderedDict((k, v) for k, v in backbone.items())
-        state, report = map_vit_keys(state_dict, 'backbone.', path)
-        report['dropped'] = sorted(dropped)
-    else:
-        state, report = map_vit_keys(state_dict, prefix, path)
+    layout, state, report, unused = map_checkpoint_vit(ckpt, source, prefix, path)
     if arch is not None:
         check_arch(state, arch, path)
     extra = 1 if 'cls_token' in state else 0
     num_patches = state['pos_embed'].shape[1] - extra
     patch = vit_shape(state)['patch_size']
-    grid, grid_from = source_grid(num_patches, src_grid,
-                                  grid_hint(ckpt, layout, num_patches, patch), path)
+    hint = grid_hint(ckpt, layout, num_patches, patch)
+    if (hint is None and fallback_grid is not None
+            and int(fallback_grid[0]) * int(fallback_grid[1]) == num_patches):
+        hint = (tuple(int(v) for v in fallback_grid), "the model's own grid (as many positions)")
+    grid, grid_from = source_grid(num_patches, src_grid, hint, path)
     meta = dict(layout=layout, source=source if layout in ('dino', 'saip-authors', 'saip-mm')
                 else None, converted_from=osp.basename(path))
     out, resized = build_backbone_checkpoint(state, grid, img_size, meta)

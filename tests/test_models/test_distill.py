@@ -267,11 +267,8 @@ def test_student_must_be_a_vit(teacher_files):
 
 # ---------------------------------------------------------------- resume through the runner
 def _runner(work, persons, teacher, iters=4, hooks=(), **options):
-    head = dict(type='DistillHead', teacher=dict(type='VisionTransformer', arch=TEACHER_ARCH,
-                                                 img_size=(128, 64), patch_size=16),
-                teacher_checkpoint=str(teacher), student_channels=32)
     return micro_runner(work, persons, iters=iters, hooks=hooks,
-                        **{'model.distill_head': head}, **options)
+                        **{'model.distill_head': teacher_cfg(teacher)}, **options)
 
 
 def test_resume_reloads_the_teacher_from_its_path(person_folder, teacher_files, tmp_path):

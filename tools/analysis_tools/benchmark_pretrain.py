@@ -38,7 +38,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -73,7 +73,7 @@ def _rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def _saip(arch: str, factors=(1.25, )):
+def _saip(arch: str, factors=(1.25, ), distill_head: Optional[dict] = None):
     from mmpretrain.registry import MODELS
     if arch == 'tinyvit-5m':
         return _saip_from_config(TINYVIT_CONFIG, factors)
@@ -82,7 +82,9 @@ def _saip(arch: str, factors=(1.25, )):
         type='SAIP', backbone=dict(type='SAIPViT', arch=arch), rescale_factors=tuple(factors),
         csm_head=dict(type='CSMHead', in_channels=width),
         csr_head=dict(type='CSRHead', in_channels=width),
-        css_head=dict(type='CSSHead', in_channels=width)))
+        css_head=dict(type='CSSHead', in_channels=width),
+        distill_head=None if distill_head is None else dict(distill_head,
+                                                            student_channels=width)))
     model.init_weights()
     return model
 
@@ -90,31 +92,23 @@ def _saip(arch: str, factors=(1.25, )):
 TINYVIT_CONFIG = 'configs/saip/saip_tinyvit-5m_8xb256-amp-coslr-300e_lup1m-256x128.py'
 
 
-def _saip_kd(arch: str, factors, teacher: str, folder: str):
+def _saip_kd(arch: str, factors, teacher: str):
     """SAIP with a distillation head whose frozen teacher is a random ``teacher`` ViT.
 
-    The teacher is saved to ``folder`` in the converter's layout and loaded as a run would
-    (``init_weights``); random weights cost the same as pretrained ones.
+    The teacher is saved to a temporary folder in the converter's layout and loaded as a run
+    would (``init_weights``); random weights cost the same as pretrained ones.
     """
     from mmpretrain.models import VisionTransformer
-    from mmpretrain.registry import MODELS
 
     from saip_mm.utils.vit_checkpoint import build_backbone_checkpoint
     teacher_cfg = dict(type='VisionTransformer', arch=TEACHERS[teacher], img_size=(256, 128),
                        patch_size=16)
     vit = VisionTransformer(**{k: v for k, v in teacher_cfg.items() if k != 'type'})
-    path = os.path.join(folder, f'{teacher}.pth')
-    torch.save(build_backbone_checkpoint(vit.state_dict(), vit.patch_resolution)[0], path)
-    width = 192 if arch == 'tiny' else 384
-    model = MODELS.build(dict(
-        type='SAIP', backbone=dict(type='SAIPViT', arch=arch), rescale_factors=tuple(factors),
-        csm_head=dict(type='CSMHead', in_channels=width),
-        csr_head=dict(type='CSRHead', in_channels=width),
-        css_head=dict(type='CSSHead', in_channels=width),
-        distill_head=dict(type='DistillHead', teacher=teacher_cfg, teacher_checkpoint=path,
-                          student_channels=width)))
-    model.init_weights()
-    return model
+    with tempfile.TemporaryDirectory(prefix='saip_bench_teacher_') as folder:
+        path = os.path.join(folder, f'{teacher}.pth')
+        torch.save(build_backbone_checkpoint(vit.state_dict(), vit.patch_resolution)[0], path)
+        return _saip(arch, factors, dict(type='DistillHead', teacher=teacher_cfg,
+                                         teacher_checkpoint=path))
 
 
 def _tree_config(config: str):
@@ -207,9 +201,8 @@ def _measure(name: str, args: argparse.Namespace, queue: mp.Queue, tree: str) ->
     torch.manual_seed(0)
     rss0 = _rss_bytes()
     device = args.device
-    folder = tempfile.mkdtemp(prefix='saip_bench_teacher_')
     if name.startswith('SAIP+KD'):
-        model = _saip_kd(args.arch, args.rescale_factors, name.split(':')[1], folder)
+        model = _saip_kd(args.arch, args.rescale_factors, name.split(':')[1])
     elif name.startswith('SAIP'):
         model = _saip(args.arch, args.rescale_factors)
     else:
@@ -258,8 +251,6 @@ def _measure(name: str, args: argparse.Namespace, queue: mp.Queue, tree: str) ->
                 head.teacher_tokens(inputs['g1'], 1.25, (20, 10), 16)
         sync()
         teacher_s = (time.perf_counter() - start) / args.steps
-    import shutil
-    shutil.rmtree(folder, ignore_errors=True)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     queue.put(dict(model=name, step_s=step_time, peak_mib=peak / 2**20,
                    trainable_params_m=params / 1e6, teacher_s=teacher_s,
@@ -282,6 +273,8 @@ def main() -> None:
     args = parse_args()
     if args.arch == 'tinyvit-5m' and 'MAE' in args.models:
         raise SystemExit('--arch tinyvit-5m: mmpretrain has no MAE for TinyViT; pass --models SAIP')
+    if args.arch == 'tinyvit-5m' and args.teachers:
+        raise SystemExit('--teachers: distillation needs a ViT student (--arch tiny or small)')
     root = Path(__file__).resolve().parents[2]
     results = {}
     for name in args.models + [f'SAIP+KD:{t}' for t in args.teachers]:

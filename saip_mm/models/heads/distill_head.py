@@ -1,7 +1,7 @@
 """Cross-scale distillation from a frozen, pretrained teacher ViT (SAIP's optional 4th objective)."""
 import argparse
 import os.path as osp
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -13,7 +13,8 @@ from mmpretrain.registry import MODELS
 from torch import Tensor
 
 from saip_mm.utils.checkpoint_io import read_checkpoint
-from saip_mm.utils.vit_checkpoint import ViTLayoutError, convert_vit, select_state_dict
+from saip_mm.utils.vit_checkpoint import (ViTLayoutError, convert_vit, map_checkpoint_vit,
+                                          source_grid, vit_shape)
 from ..utils.masking import anchor_consistent_mask
 from ..utils.pretrained import PretrainedCheckpointError, load_backbone_state_dict
 
@@ -42,6 +43,14 @@ def teacher_positions(grid: Tuple[int, int], patch_size: int, factor: float,
     return torch.stack([gx, gy], dim=-1).unsqueeze(0)
 
 
+def read_checkpoint_meta(path: str) -> Tuple[Any, dict]:
+    """A teacher checkpoint (argparse options allowed, as DINO/MAE-style scripts save them)
+    and its ``meta`` dict (``{}`` when it has none)."""
+    ckpt = read_checkpoint(path, allowed_globals=(argparse.Namespace, ))
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    return ckpt, meta if isinstance(meta, dict) else {}
+
+
 def teacher_config_from_checkpoint(path: str, source: str = 'teacher',
                                    img_size: Optional[Sequence[int]] = None) -> dict:
     """A ``VisionTransformer`` config that fits a teacher checkpoint of any converter layout.
@@ -59,32 +68,21 @@ def teacher_config_from_checkpoint(path: str, source: str = 'teacher',
     Returns:
         dict: ``dict(type='VisionTransformer', arch=dict(...), patch_size=..., img_size=...)``.
     """
-    import math
-
-    from saip_mm.utils.vit_checkpoint import map_vit_keys, vit_shape
-    ckpt = read_checkpoint(path, allowed_globals=(argparse.Namespace, ))
-    _, state, _ = select_state_dict(ckpt, source, path)
-    if any(k.startswith('teacher.backbone.') for k in state):  # a saip_mm pretraining run
-        state = {k[len('teacher.'):]: v for k, v in state.items()
-                 if k.startswith('teacher.backbone.')}
-    mapped, _ = map_vit_keys(state, None, path)
-    shape = vit_shape(mapped)
+    ckpt, meta = read_checkpoint_meta(path)
+    _, state, _, _ = map_checkpoint_vit(ckpt, source, path=path)
+    shape = vit_shape(state)
     patch = shape['patch_size']
-    meta = ckpt.get('meta') if isinstance(ckpt, dict) and isinstance(ckpt.get('meta'),
-                                                                       dict) else {}
     if img_size is None and meta.get('img_size'):
         img_size = meta['img_size']
     if img_size is None:
-        grid = meta.get('pos_embed_grid')
-        if not grid:
-            n = mapped['pos_embed'].shape[1] - (1 if 'cls_token' in mapped else 0)
-            side = math.isqrt(n)
-            if side * side != n:
-                raise ViTLayoutError(
-                    f'{path}: {n} position embeddings are not a square grid and the checkpoint '
-                    f'does not say its grid; write it in with tools/model_converters/'
-                    f'to_mmpretrain_vit.py SRC DST --arch ... --src-grid H W')
-            grid = (side, side)
+        num_patches = state['pos_embed'].shape[1] - (1 if 'cls_token' in state else 0)
+        try:
+            grid, _ = source_grid(num_patches, meta.get('pos_embed_grid'), path=path)
+        except ViTLayoutError as e:
+            raise ViTLayoutError(str(e).replace(
+                'pass --src-grid H W', 'write the grid into the file with tools/'
+                'model_converters/to_mmpretrain_vit.py SRC DST --arch ... --src-grid H W')
+            ) from None
         img_size = (grid[0] * patch, grid[1] * patch)
     arch = dict(embed_dims=shape['embed_dims'], num_layers=shape['num_layers'],
                 num_heads=max(1, shape['embed_dims'] // 64),
@@ -230,15 +228,14 @@ class DistillHead(BaseModule):
                 f'from this file whenever a run starts or resumes (its weights are not kept in '
                 f"the run's checkpoints); restore the file or set "
                 f'model.distill_head.teacher_checkpoint to its new place')
-        ckpt = read_checkpoint(path, allowed_globals=(argparse.Namespace, ))
-        meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+        ckpt, meta = read_checkpoint_meta(path)
         src_grid = self.teacher_src_grid
-        if src_grid is None and isinstance(meta, dict) and meta.get('pos_embed_grid'):
+        if src_grid is None and meta.get('pos_embed_grid'):
             src_grid = tuple(meta['pos_embed_grid'])  # our converters' output says its grid
         try:
             out, report = convert_vit(ckpt, arch=None, source=self.teacher_source,
-                                      src_grid=src_grid or self._own_grid_if_same_length(ckpt),
-                                      path=path)
+                                      src_grid=src_grid, path=path,
+                                      fallback_grid=self.teacher.patch_resolution)
         except ViTLayoutError as e:
             raise ViTLayoutError(str(e).replace('pass --src-grid H W',
                                                 'set model.distill_head.teacher_src_grid=(H, W)')
@@ -253,22 +250,6 @@ class DistillHead(BaseModule):
                   f'{sum(p.numel() for p in self.teacher.parameters()) / 1e6:.1f}M parameters), '
                   f'frozen; not saved in checkpoints', logger='current')
         return report
-
-    def _own_grid_if_same_length(self, ckpt) -> Optional[Tuple[int, int]]:
-        """The teacher's own grid when the checkpoint has exactly that many positions.
-
-        Stock loaders read such a checkpoint as is; a checkpoint of another length needs its
-        grid from its meta or ``teacher_src_grid`` (a non-square one cannot be guessed).
-        """
-        grid = tuple(int(v) for v in self.teacher.patch_resolution)
-        try:
-            _, state, _ = select_state_dict(ckpt, self.teacher_source)
-        except ViTLayoutError:
-            return None  # convert_vit names the problem
-        pos = [v for k, v in state.items() if k.endswith('pos_embed') and v.dim() == 3]
-        if len(pos) == 1 and pos[0].shape[1] - 1 == grid[0] * grid[1]:
-            return grid
-        return None
 
     def _check_shapes(self, state_dict: Dict[str, Tensor], path: str) -> None:
         """Name both shapes when the checkpoint's width or patch differs from the config."""
@@ -324,10 +305,7 @@ class DistillHead(BaseModule):
                               align_corners=False, antialias=True)
         tokens = teacher(x.to(dtype))[-1].float()  # (B, 1 + ht*wt, Ct)
         B, _, C = tokens.shape
-        patch = teacher.patch_embed.projection.kernel_size
-        ht, wt = (-(-self.teacher_input_size[0] // patch[0]), -(-self.teacher_input_size[1] //
-                                                                 patch[1]))
-        t_map = tokens[:, 1:].transpose(1, 2).reshape(B, C, ht, wt)
+        t_map = tokens[:, 1:].transpose(1, 2).reshape(B, C, *teacher.patch_resolution)
         where = teacher_positions(grid, patch_size, factor, tuple(images.shape[-2:]),
                                   device=images.device)
         t_patch = F.grid_sample(t_map, where.expand(B, -1, -1, -1), mode='bilinear',
