@@ -258,6 +258,22 @@ def test_masked_student_view_and_bfloat16_teacher(teacher_files):
         -1, -1, full.shape[-1])), atol=0, rtol=0)
 
 
+def test_distillation_only_step_reports_health(teacher_files):
+    """Without CSM (distillation only) the health check reads the student's cls tokens of its
+    distillation view: RankMe and cosine of the student, nothing of the teacher."""
+    from saip_mm.models.utils.health import mean_offdiag_cosine, rankme
+    model = micro_saip(teacher_files['timm'], scales=(1.0, ))
+    model.init_weights()
+    inputs = micro_inputs()
+    model.health_due = True
+    model.loss(inputs)
+    assert set(model.health) == {'rankme_student', 'cosine_student'} and not model.health_due
+    with torch.no_grad():
+        cls = model.backbone(inputs['g1'])['last'][:, 0]  # scale 1.0: the view is g1 itself
+    assert model.health['rankme_student'] == pytest.approx(rankme(cls), rel=1e-4)
+    assert model.health['cosine_student'] == pytest.approx(mean_offdiag_cosine(cls), abs=1e-5)
+
+
 def test_student_must_be_a_vit(teacher_files):
     with pytest.raises(ValueError, match='needs a ViT student'):
         MODELS.build(dict(type='SAIP', backbone=dict(type='SAIPTinyViT', arch='5m'),

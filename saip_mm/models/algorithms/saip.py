@@ -495,9 +495,6 @@ class SAIP(BaseSelfSupervisor):
             losses.update(self.csr_head.loss(masked['inter'], s_glob['inter'][:B, 0], ids_keep,
                                              mask, masked_view))
 
-        if self.health_due and not use_csm and not only_kd:
-            self.health = self.health_metrics(s_glob, None, None, None, B)
-
         if use_css:
             losses.update(self.css_head.loss(
                 s_glob['inter'][:B], last_local['inter'], ref_tokens, ref_grid,
@@ -510,10 +507,10 @@ class SAIP(BaseSelfSupervisor):
             grid = (kd_view.shape[-2] // self.patch_size, kd_view.shape[-1] // self.patch_size)
             ids_keep = self.distill_head.draw_mask(B, grid, device=g1.device)
             s_kd = self.backbone(kd_view, ids_keep=ids_keep)
-            if self.health_due and only_kd:
-                self.health = self.health_metrics(s_kd, None, None, None, B)
             losses.update(self.distill_head.loss(s_kd['last'], g1, factor, grid, self.patch_size,
                                                  ids_keep))
+        if self.health_due and not use_csm:  # from the student's features (no CSM targets)
+            self.health = self.health_metrics(s_kd if only_kd else s_glob, None, None, None, B)
         self.health_due = False
         return losses
 
