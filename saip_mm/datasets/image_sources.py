@@ -6,8 +6,16 @@ DataLoader workers without copy-on-read) and reads an entry's encoded bytes on d
 
 Layouts (``<root>`` is the dataset's image folder: ``data_root`` joined with ``data_prefix``):
 
-- LUPerson LMDB: ``<root>/lmdb/`` (an LMDB environment, key -> encoded image) and
-  ``<root>/keys.pkl`` (a pickled ``dict(keys=[...], pids=[...])``; keys are str or bytes).
+- LUPerson LMDB, in either of its two published layouts (see :func:`find_lmdb_environment`
+  and :func:`read_luperson_keys`): an LMDB environment (a folder holding ``data.mdb``; key ->
+  encoded image) and a pickled key list ``keys.pkl``:
+
+  - LUPerson-NL's release: ``<root>/lmdb/`` + ``<root>/keys.pkl``, a ``dict(keys=[...],
+    pids=[...])``;
+  - LUPerson's ``LUP/convert_lmdb.py``: ``lup_lmdb/`` (the environment itself) + ``keys.pkl``
+    beside it, a plain list of keys; ``<root>`` is the folder holding both, or ``lup_lmdb/``.
+
+  Keys are str or bytes; Python 2 pickles (protocols 0-2) of either layout load too.
 - shards: ``<root>/shard_index.npz`` (written by ``tools/dataset_converters/images_to_shards.py``)
   and the POSIX tar files it names, relative to its own folder.
 
@@ -30,6 +38,10 @@ from .transforms.loading import CorruptEntryError, CorruptImageError  # noqa: F4
 
 SOURCE_KINDS = ('auto', 'files', 'lmdb', 'shards')
 LMDB_DIR = 'lmdb'
+# Environment folders looked for under <root>, in order, after <root> itself: LUPerson-NL's
+# release, then the folder LUPerson's LUP/convert_lmdb.py writes.
+LMDB_DIRS = (LMDB_DIR, 'lup_lmdb')
+LMDB_DATA = 'data.mdb'
 LMDB_KEYS = 'keys.pkl'
 SHARD_INDEX = 'shard_index.npz'
 SHARD_INDEX_FORMAT = 'saip_mm.shards/1'
@@ -112,10 +124,17 @@ class UnsafePickleError(pickle.UnpicklingError):
 class _PlainUnpickler(pickle.Unpickler):
     """Unpickles only what needs no global: dict, list, tuple, set, str, bytes, numbers,
     bool, None. Anything else reaches ``find_class``, which refuses it before it is looked
-    up, so a crafted pickle (``__reduce__`` -> ``os.system``) never runs."""
+    up, so a crafted pickle (``__reduce__`` -> ``os.system``) never runs. That holds for every
+    protocol: Python 2's ``GLOBAL``/``INST`` opcodes, protocol 4's ``STACK_GLOBAL`` and the
+    ``copyreg`` extension codes all resolve through ``find_class``, and a persistent id has no
+    loader here.
+
+    Python 2 ``str`` objects (the ``STRING`` opcodes of protocols 0-2) are read as bytes
+    (``encoding='bytes'``): their encoding is not recorded, and bytes keep them exact.
+    """
 
     def __init__(self, file: BinaryIO, path: str) -> None:
-        super().__init__(file)
+        super().__init__(file, encoding='bytes')
         self._path = path
 
     def find_class(self, module: str, name: str) -> Any:
@@ -127,6 +146,9 @@ class _PlainUnpickler(pickle.Unpickler):
 
 def load_plain_pickle(path: str) -> Any:
     """Read a pickle that holds only built-in containers, str, bytes and numbers.
+
+    Any protocol, Python 2's included: a Python 2 ``str`` arrives as ``bytes`` (see
+    :class:`_PlainUnpickler`), a Python 2 ``unicode`` as ``str``.
 
     Args:
         path (str): the file.
@@ -147,11 +169,22 @@ def load_plain_pickle(path: str) -> Any:
             raise pickle.UnpicklingError(f'{path}: not a readable pickle ({err})') from err
 
 
+def _as_str(value: Any) -> Any:
+    """Bytes (a Python 2 ``str``, or a bytes key) as str, UTF-8 with ``surrogateescape``: it
+    encodes back to the same bytes, so an LMDB key is looked up exactly as stored."""
+    return value.decode('utf-8', 'surrogateescape') if isinstance(value, bytes) else value
+
+
 def read_luperson_keys(path: str) -> List[str]:
-    """The keys of a LUPerson ``keys.pkl`` (``dict(keys=[...], pids=[...])``), as str.
+    """The keys of a LUPerson ``keys.pkl``, as str, in file order.
+
+    Two layouts are read: LUPerson's ``LUP/convert_lmdb.py`` pickles a plain list of keys;
+    LUPerson-NL's release a ``dict(keys=[...], pids=[...])`` (``pids``, or ``vids``: labels
+    unused by pretraining, only checked for length). A list or tuple; keys str or bytes.
+    Python 2 pickles of either load too: their ``str`` keys (and the dict's own ``'keys'``)
+    arrive as bytes.
 
     Bytes keys are decoded with UTF-8 ``surrogateescape``: they encode back to the same bytes.
-    ``pids`` (identity labels, unused by pretraining) are only checked for length.
 
     Args:
         path (str): the pickle.
@@ -160,29 +193,38 @@ def read_luperson_keys(path: str) -> List[str]:
         list[str]: the keys, in file order.
     """
     data = load_plain_pickle(path)
-    if not isinstance(data, dict) or 'keys' not in data:
-        raise ValueError(f'{path}: expected a dict with a `keys` list (LUPerson layout), got '
-                         f'{type(data).__name__}' + (f' with keys {sorted(map(str, data))}'
-                                                     if isinstance(data, dict) else ''))
-    keys = data['keys']
+    if isinstance(data, dict):
+        data = {_as_str(k): v for k, v in data.items()}
+        if 'keys' not in data:
+            raise ValueError(f'{path}: a dict without a `keys` list (entries '
+                             f'{sorted(map(str, data))}); expected LUPerson-NL\'s dict(keys=[...], '
+                             "pids=[...]) or LUPerson's plain list of keys")
+        keys = data['keys']
+        for name in ('pids', 'vids'):
+            labels = data.get(name)
+            if (labels is not None and isinstance(keys, (list, tuple))
+                    and (not isinstance(labels, (list, tuple)) or len(labels) != len(keys))):
+                have = (f'{len(labels)} {name}' if isinstance(labels, (list, tuple)) else
+                        f'`{name}` a {type(labels).__name__}')
+                raise ValueError(f'{path}: {len(keys)} keys but {have}')
+    elif isinstance(data, (list, tuple)):
+        keys = data
+    else:
+        raise ValueError(f'{path}: expected a list of keys (LUPerson\'s convert_lmdb.py) or a '
+                         f'dict with a `keys` list (LUPerson-NL), got {type(data).__name__}')
     if not isinstance(keys, (list, tuple)) or not keys:
-        raise ValueError(f'{path}: `keys` must be a non-empty list')
-    pids = data.get('pids')
-    if pids is not None and len(pids) != len(keys):
-        raise ValueError(f'{path}: {len(keys)} keys but {len(pids)} pids')
+        raise ValueError(f'{path}: the key list must be a non-empty list')
     out = []
     for i, key in enumerate(keys):
-        if isinstance(key, bytes):
-            key = key.decode('utf-8', 'surrogateescape')
-        elif not isinstance(key, str):
+        if not isinstance(key, (str, bytes)):
             raise ValueError(f'{path}: key #{i} is a {type(key).__name__}, not str or bytes')
-        out.append(key)
+        out.append(_as_str(key))
     return out
 
 
 def write_luperson_lmdb(root: str, items: Sequence[Tuple[str, bytes]],
-                        bytes_keys: bool = False) -> str:
-    """Write LUPerson's released layout under ``root``: ``lmdb/`` and ``keys.pkl``.
+                        bytes_keys: bool = False, layout: str = 'nl') -> str:
+    """Write a LUPerson LMDB under ``root`` in one of its two published layouts.
 
     For tests and benchmarks that need such a database made from images at hand.
 
@@ -191,30 +233,65 @@ def write_luperson_lmdb(root: str, items: Sequence[Tuple[str, bytes]],
         items (Sequence[tuple[str, bytes]]): (key, encoded image) pairs, in key-list order.
         bytes_keys (bool): store the keys in ``keys.pkl`` as bytes (the release has both kinds).
             Defaults to False (str).
+        layout (str): ``'nl'``: LUPerson-NL's release, ``lmdb/`` + ``keys.pkl`` holding
+            ``dict(keys=[...], pids=[...])``; ``'lup'``: what LUPerson's ``LUP/convert_lmdb.py``
+            writes, ``lup_lmdb/`` + ``keys.pkl`` holding the plain list of keys, the values put
+            as ``uint8`` arrays of the file bytes. Defaults to 'nl'.
 
     Returns:
         str: ``root``.
     """
     import lmdb
-    os.makedirs(osp.join(root, LMDB_DIR), exist_ok=True)
+    if layout not in ('nl', 'lup'):
+        raise ValueError(f"layout must be 'nl' or 'lup', got {layout!r}")
+    env_path = osp.join(root, LMDB_DIRS[0] if layout == 'nl' else LMDB_DIRS[1])
+    os.makedirs(env_path, exist_ok=True)
     total = sum(len(data) for _, data in items)
-    env = lmdb.open(osp.join(root, LMDB_DIR), map_size=2 * total + (64 << 20))
+    env = lmdb.open(env_path, map_size=2 * total + (64 << 20))
     with env.begin(write=True) as txn:
         for key, data in items:
-            txn.put(key.encode('utf-8'), data)
+            # convert_lmdb.py puts np.fromstring(file bytes, uint8): the same bytes
+            txn.put(key.encode('utf-8'),
+                    data if layout == 'nl' else np.frombuffer(data, dtype=np.uint8))
     env.close()
     keys = [key.encode('utf-8') if bytes_keys else key for key, _ in items]
     with open(osp.join(root, LMDB_KEYS), 'wb') as f:
-        pickle.dump(dict(keys=keys, pids=list(range(len(keys)))), f)
+        pickle.dump(dict(keys=keys, pids=list(range(len(keys)))) if layout == 'nl' else keys, f)
     return root
+
+
+def lmdb_environment_candidates(folder: str) -> List[str]:
+    """Where an LMDB environment is looked for at ``folder``, in order: the folder itself,
+    ``<folder>/lmdb`` (LUPerson-NL), ``<folder>/lup_lmdb`` (LUPerson's ``convert_lmdb.py``)."""
+    folder = osp.normpath(folder) if folder else '.'
+    return [folder] + [osp.join(folder, name) for name in LMDB_DIRS]
+
+
+def find_lmdb_environment(folder: str) -> Optional[str]:
+    """The first of :func:`lmdb_environment_candidates` that holds ``data.mdb``, or None."""
+    return next((path for path in lmdb_environment_candidates(folder)
+                 if osp.isfile(osp.join(path, LMDB_DATA))), None)
+
+
+def key_list_candidates(folder: str, env_path: str) -> List[str]:
+    """Where ``keys.pkl`` is looked for when no ``ann_file`` names it, in order: in ``folder``
+    (the dataset's image folder), then beside the environment folder ``env_path`` (the two
+    are the same for ``<folder>/lmdb/``; for a ``folder`` that is the environment itself, as
+    ``lup_lmdb/``, the second is its parent, where ``convert_lmdb.py`` writes it)."""
+    folder = osp.normpath(folder) if folder else '.'
+    out = [osp.join(folder, LMDB_KEYS)]
+    beside = osp.join(osp.dirname(osp.normpath(env_path)), LMDB_KEYS)
+    return out + ([beside] if beside != out[0] else [])
 
 
 def detect_source(folder: str, ann_file: str) -> str:
     """The source kind at ``folder`` / ``ann_file`` (``source='auto'``).
 
     A ``.pkl`` annotation file is LUPerson's key list (LMDB), a ``.npz`` a shard index, any
-    other a list of image files. Without one, a folder holding ``lmdb/`` and ``keys.pkl`` is
-    LUPerson's LMDB, one holding ``shard_index.npz`` is shards, any other a folder of images.
+    other a list of image files. Without one: LUPerson's LMDB when ``folder``, ``folder/lmdb``
+    or ``folder/lup_lmdb`` holds ``data.mdb`` (or when ``folder`` holds ``keys.pkl`` and one
+    of those two sub-folders: a broken environment is then reported as such); shards when it
+    holds ``shard_index.npz``; otherwise a folder of images.
 
     Args:
         folder (str): the image folder (``data_root`` joined with ``data_prefix``).
@@ -226,8 +303,10 @@ def detect_source(folder: str, ann_file: str) -> str:
     if ann_file:
         ext = osp.splitext(ann_file)[1].lower()
         return {'.pkl': 'lmdb', '.npz': 'shards'}.get(ext, 'files')
-    if folder and osp.isdir(osp.join(folder, LMDB_DIR)) and osp.isfile(
-            osp.join(folder, LMDB_KEYS)):
+    if folder and find_lmdb_environment(folder) is not None:
+        return 'lmdb'
+    if folder and osp.isfile(osp.join(folder, LMDB_KEYS)) and any(
+            osp.isdir(osp.join(folder, name)) for name in LMDB_DIRS):
         return 'lmdb'
     if folder and osp.isfile(osp.join(folder, SHARD_INDEX)):
         return 'shards'
@@ -335,7 +414,19 @@ if hasattr(os, 'register_at_fork'):
 
 
 class LmdbSource:
-    """LUPerson's released LMDB: ``<root>/lmdb/`` + a key list (``<root>/keys.pkl``).
+    """LUPerson's LMDB: an environment and a key list (``keys.pkl``), in either published layout.
+
+    Where they are found (``root`` is the dataset's image folder, ``data_root`` joined with
+    ``data_prefix``):
+
+    - the environment: ``root`` itself when it holds ``data.mdb`` (LUPerson's ``lup_lmdb/``
+      named directly), else ``<root>/lmdb/`` (LUPerson-NL's release), else
+      ``<root>/lup_lmdb/`` (a folder holding what ``LUP/convert_lmdb.py`` writes);
+    - the key list: ``keys_file`` (the dataset's ``ann_file``) when given, else
+      ``<root>/keys.pkl``, else ``keys.pkl`` beside the environment folder (for
+      ``root=.../lup_lmdb``: ``.../keys.pkl``, where ``convert_lmdb.py`` writes it). A plain
+      list of keys or LUPerson-NL's ``dict(keys=[...], pids=[...])``
+      (:func:`read_luperson_keys`).
 
     The environment is opened read-only, ``lock=False`` and ``readahead=False``, lazily in the
     reading process, one handle per process and path shared by all sources; handles are closed
@@ -346,24 +437,40 @@ class LmdbSource:
     key.
 
     Args:
-        root (str): the folder holding ``lmdb/``.
-        keys_file (str): the key list. Defaults to '' (``<root>/keys.pkl``).
+        root (str): the folder holding the environment (or the environment itself).
+        keys_file (str): the key list. Defaults to '' (looked for as described above).
         check_keys (bool): at start, check that every key is in the environment (its B-tree
             only: entries are not read). Defaults to True: only the first key otherwise.
         hint (str): appended to not-found errors (which config key to set). Defaults to ''.
+
+    Raises:
+        FileNotFoundError: no environment or no key list; the message lists every place
+            looked at.
     """
 
     kind = 'lmdb'
 
     def __init__(self, root: str, keys_file: str = '', check_keys: bool = True,
                  hint: str = '') -> None:
-        self.env_path = osp.join(root, LMDB_DIR)
-        self.keys_file = keys_file or osp.join(root, LMDB_KEYS)
-        if not osp.isfile(self.keys_file):
-            raise FileNotFoundError(f'LMDB key list not found: {self.keys_file}{hint}')
-        if not osp.isfile(osp.join(self.env_path, 'data.mdb')):
-            raise FileNotFoundError(f'LMDB environment not found: {self.env_path}/data.mdb '
-                                    f'(expected LUPerson\'s layout <root>/lmdb/ + keys.pkl){hint}')
+        env_path = find_lmdb_environment(root)
+        if env_path is None:
+            looked = ', '.join(osp.join(p, LMDB_DATA) for p in lmdb_environment_candidates(root))
+            raise FileNotFoundError(
+                f'LMDB environment not found: looked for {looked} (LUPerson-NL: <root>/lmdb/ '
+                f"with keys.pkl beside it; LUPerson's convert_lmdb.py: lup_lmdb/ with keys.pkl "
+                f'beside it, <root> being lup_lmdb/ or the folder holding it){hint}')
+        self.env_path = env_path
+        if keys_file:
+            if not osp.isfile(keys_file):
+                raise FileNotFoundError(f'LMDB key list not found: {keys_file}{hint}')
+        else:
+            candidates = key_list_candidates(root, env_path)
+            keys_file = next((path for path in candidates if osp.isfile(path)), '')
+            if not keys_file:
+                raise FileNotFoundError(
+                    f'LMDB key list not found for the environment {env_path}: looked for '
+                    f'{" and ".join(candidates)} (or name it with ann_file){hint}')
+        self.keys_file = keys_file
         self.keys = PathArray(read_luperson_keys(self.keys_file))
         self._env_key = osp.realpath(self.env_path)  # once: a realpath per read costs 10 us
         self._check(check_keys)
@@ -388,7 +495,7 @@ class LmdbSource:
         return len(self.keys)
 
     def name(self, idx: int) -> str:
-        """``<root>/lmdb[<key>]``."""
+        """``<environment>[<key>]``, e.g. ``<root>/lmdb[<key>]``."""
         return entry_name(self.env_path, self.keys[idx])
 
     def read(self, idx: int) -> bytes:
@@ -604,7 +711,8 @@ def open_keyed_source(kind: str, folder: str, ann_file: str = '', check_keys: bo
 
     Args:
         kind (str): 'lmdb' or 'shards'.
-        folder (str): the folder holding ``lmdb/`` + ``keys.pkl``, or ``shard_index.npz``.
+        folder (str): LMDB: the folder holding the environment or the environment itself
+            (see :class:`LmdbSource`); shards: the folder holding ``shard_index.npz``.
         ann_file (str): the key list (LMDB) or the shard index, instead of the folder's.
             Defaults to ''.
         check_keys (bool): LMDB: check every key at start. Defaults to True.

@@ -86,9 +86,15 @@ class PersonImageDataset(BaseDataset):
 
     - ``'files'``: a folder (recursive, sorted, ``extensions``), or a list file (``ann_file``,
       one path per line, relative to ``<root>``);
-    - ``'lmdb'``: LUPerson's release, ``<root>/lmdb/`` (an LMDB environment: key -> encoded
-      image) and ``<root>/keys.pkl`` (``dict(keys=[...], pids=[...])``), or the key list
-      named by ``ann_file`` (any ``.pkl``); read with a restricted unpickler (no globals);
+    - ``'lmdb'``: LUPerson's LMDB (an environment, key -> encoded image, and a pickled key
+      list), in either published layout: LUPerson-NL's ``<root>/lmdb/`` + ``<root>/keys.pkl``
+      (``dict(keys=[...], pids=[...])``), or what LUPerson's ``LUP/convert_lmdb.py`` writes,
+      ``lup_lmdb/`` + ``keys.pkl`` beside it (a plain list of keys), with ``<root>`` the
+      folder holding both or ``lup_lmdb/`` itself. The environment is ``<root>`` when it
+      holds ``data.mdb``, else ``<root>/lmdb/``, else ``<root>/lup_lmdb/``; the key list is
+      ``ann_file`` (any ``.pkl``), else ``<root>/keys.pkl``, else ``keys.pkl`` beside the
+      environment (:class:`~saip_mm.datasets.image_sources.LmdbSource`). Read with a
+      restricted unpickler (no globals); Python 2 pickles load too;
     - ``'shards'``: tar shards written by ``tools/dataset_converters/images_to_shards.py``,
       ``<root>/shard_index.npz`` or the index named by ``ann_file`` (any ``.npz``).
 

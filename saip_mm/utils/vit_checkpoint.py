@@ -25,6 +25,7 @@ must map (an unknown one, e.g. relative position tables, is an error: the result
 the same network); tensors outside the backbone (heads, decoders, projectors, the
 pretraining-only intermediate norm) are dropped and listed.
 """
+import ast
 import os.path as osp
 import re
 from collections import OrderedDict
@@ -74,7 +75,12 @@ _FIRST_NORM = re.compile(r'^((?:[\w-]+\.)*)(blocks|layers)\.0\.(norm1|ln1)\.weig
 _BLOCK_KEY = re.compile(r'^(?:blocks|layers)\.(\d+)\.(.+)$')
 SAIP_AUTHORS_MARKERS = ('inter_norm.', 'csm_decoder.', 'csr_decoder.', 'css_decoder.')
 # Widths of the usual ViT sizes, to name an architecture in messages.
-WIDTH_NAMES = {192: 'ViT-Tiny', 384: 'ViT-Small', 768: 'ViT-Base', 1024: 'ViT-Large'}
+WIDTH_NAMES = {192: 'ViT-Tiny', 384: 'ViT-Small', 768: 'ViT-Base', 1024: 'ViT-Large',
+               1280: 'ViT-Huge', 1408: 'ViT-g', 1536: 'ViT-g (DINOv2)'}
+# Attention heads of the usual widths, for checkpoints that record none: heads of 64 channels
+# (ViT-Ti/S/B/L, DINOv2-g), of 80 for ViT-H/14 (MAE, 16 heads) and of 88 for ViT-g/14 (EVA).
+HEADS_BY_WIDTH = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16, 1536: 24}
+ARCH_FIELDS = ('embed_dims', 'num_layers', 'feedforward_channels')
 
 
 class ViTLayoutError(ValueError):
@@ -255,11 +261,34 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
     return dict(zoo[arch.lower()])
 
 
+def matching_archs(shape: dict) -> List[Tuple[str, dict]]:
+    """mmpretrain ``VisionTransformer`` archs with ``shape``'s width, depth and MLP width.
+
+    Args:
+        shape (dict): ``embed_dims``, ``num_layers``, ``feedforward_channels``
+            (:func:`vit_shape`).
+
+    Returns:
+        list[tuple[str, dict]]: (name, arch settings), in the order of mmpretrain's
+        ``arch_zoo``, each arch under its long name only (``deit-small``, not ``deit-s``).
+    """
+    from mmpretrain.models import VisionTransformer
+    zoo = VisionTransformer.arch_zoo
+    names = [name for name, spec in zoo.items()
+             if all(int(spec[k]) == int(shape[k]) for k in ARCH_FIELDS)]
+    # an alias is a name another name of the same settings starts with ('deit-s', 'deit-small')
+    return [(name, dict(zoo[name])) for name in names
+            if not any(other != name and other.startswith(name) and zoo[other] == zoo[name]
+                       for other in names)]
+
+
 def check_arch(state_dict: Dict[str, torch.Tensor], arch: Union[str, dict],
                path: str = 'checkpoint') -> None:
     """Refuse a checkpoint whose width, depth or MLP width differs from ``arch``.
 
-    The number of heads is not stored in a checkpoint and cannot be checked.
+    The number of heads is not stored in a checkpoint's tensors and cannot be checked. When
+    the checkpoint's shape is that of another mmpretrain arch, the message names it (a timm
+    ViT-S is ``deit-small``; mmpretrain's ``small`` is 768 wide).
     """
     want = resolve_arch(arch)
     have = vit_shape(state_dict)
@@ -272,10 +301,129 @@ def check_arch(state_dict: Dict[str, torch.Tensor], arch: Union[str, dict],
                         ('feedforward_channels', 'MLP width')):
         if field in want and int(want[field]) != have[field]:
             shown = width if field == 'embed_dims' else str
+            matches = [n for n, _ in matching_archs(have)]
+            if matches:
+                fix = (f"the checkpoint's width, depth and MLP width are those of --arch "
+                       f'{matches[0]}' + (f' (or {", ".join(matches[1:])})'
+                                          if len(matches) > 1 else ''))
+            else:
+                fix = ('pass the --arch of the checkpoint: ' + ','.join(
+                    f'{k}={have[k]}' for k in ARCH_FIELDS) + ' (num_heads=N to record its '
+                    'heads)')
             raise ViTLayoutError(
                 f'{path}: the checkpoint has {what} {shown(have[field])} but {name} has '
-                f'{shown(int(want[field]))}; pass the --arch of the checkpoint '
-                f'(embed_dims={have["embed_dims"]}, num_layers={have["num_layers"]})')
+                f'{shown(int(want[field]))}; {fix}')
+
+
+def _cfg_literal(node: ast.AST) -> Any:
+    """A config expression as Python data, without running it: literals and ``dict(...)``
+    calls; anything else is ``None``."""
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == 'dict' and not node.args):
+        return {kw.arg: _cfg_literal(kw.value) for kw in node.keywords if kw.arg}
+    if isinstance(node, ast.Dict):
+        keys = [_cfg_literal(k) if k is not None else None for k in node.keys]
+        return {k: _cfg_literal(v) for k, v in zip(keys, node.values)
+                if isinstance(k, (str, int))}
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_cfg_literal(e) for e in node.elts]
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError):
+        return None
+
+
+def _heads_of_cfg_text(text: str, width: int) -> Optional[int]:
+    """``model.backbone.arch``'s heads in an MMEngine checkpoint's ``meta['cfg']`` (the run's
+    config as text, read with ``ast``, never executed), when its width is ``width``."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    model = next((_cfg_literal(node.value) for node in tree.body
+                  if isinstance(node, ast.Assign) and any(
+                      isinstance(t, ast.Name) and t.id == 'model' for t in node.targets)), None)
+    backbone = model.get('backbone') if isinstance(model, dict) else None
+    arch = backbone.get('arch') if isinstance(backbone, dict) else None
+    if isinstance(arch, str):  # a name of its backbone class's arch_zoo
+        from mmpretrain.registry import MODELS
+        backbone_type = backbone.get('type', 'VisionTransformer')
+        cls = MODELS.get(backbone_type) if isinstance(backbone_type, str) else None
+        arch = (getattr(cls, 'arch_zoo', None) or {}).get(arch.lower())
+    if (isinstance(arch, dict) and isinstance(arch.get('num_heads'), int)
+            and arch.get('embed_dims') == width):
+        return arch['num_heads']
+    return None
+
+
+def recorded_num_heads(ckpt: Any, meta: dict, width: int) -> Optional[Tuple[int, str]]:
+    """The number of heads a checkpoint file records beside its tensors, and where.
+
+    Looked for in ``meta['arch']['num_heads']`` (written by ``to_mmpretrain_vit.py``),
+    ``meta['num_heads']``, the training script's options (``args.num_heads``), and an MMEngine
+    run's config text (``meta['cfg']``: ``model.backbone.arch``, when as wide as the
+    checkpoint).
+    """
+    arch = meta.get('arch')
+    if isinstance(arch, dict) and isinstance(arch.get('num_heads'), int):
+        return arch['num_heads'], "the checkpoint's meta['arch']"
+    if isinstance(meta.get('num_heads'), int):
+        return meta['num_heads'], "the checkpoint's meta['num_heads']"
+    args = ckpt.get('args') if isinstance(ckpt, dict) else None
+    heads = args.get('num_heads') if isinstance(args, dict) else getattr(args, 'num_heads', None)
+    if isinstance(heads, int):
+        return heads, "the checkpoint's args.num_heads"
+    if isinstance(meta.get('cfg'), str):
+        heads = _heads_of_cfg_text(meta['cfg'], width)
+        if heads is not None:
+            return heads, "the run's config in the checkpoint (model.backbone.arch)"
+    return None
+
+
+def resolve_num_heads(ckpt: Any, meta: dict, shape: dict, num_heads: Optional[int] = None,
+                      path: str = 'checkpoint') -> Tuple[int, str]:
+    """The attention heads of a checkpoint's ViT (not readable from its tensors), and whence.
+
+    Order: ``num_heads`` when given; what the file records (:func:`recorded_num_heads`); the
+    mmpretrain arch of the same width, depth and MLP width (:func:`matching_archs`); the usual
+    heads of its width (``HEADS_BY_WIDTH``: 192/3, 384/6, 768/12, 1024/16, 1280/16 (ViT-H/14),
+    1408/16 (ViT-g/14), 1536/24 (DINOv2-g)).
+
+    Args:
+        ckpt (Any): the loaded checkpoint.
+        meta (dict): its ``meta`` (``{}`` for none).
+        shape (dict): :func:`vit_shape` of its tensors.
+        num_heads (int, optional): the heads, given by the user. Defaults to None.
+        path (str): names the file in errors. Defaults to 'checkpoint'.
+
+    Returns:
+        tuple: the number of heads and where it came from.
+
+    Raises:
+        ViTLayoutError: nothing gives it (an unusual width), or it does not divide the width.
+    """
+    width = shape['embed_dims']
+    if num_heads is not None:
+        found = int(num_heads), 'num_heads as given'
+    else:
+        found = recorded_num_heads(ckpt, meta, width)
+    if found is None:
+        archs = matching_archs(shape)
+        if archs:
+            found = (int(archs[0][1]['num_heads']),
+                     f'mmpretrain arch {archs[0][0]!r} (same width, depth and MLP width)')
+        elif width in HEADS_BY_WIDTH:
+            found = HEADS_BY_WIDTH[width], f'the usual heads of a {WIDTH_NAMES[width]}'
+    if found is None:
+        usual = ', '.join(f'{w}/{h}' for w, h in HEADS_BY_WIDTH.items())
+        raise ViTLayoutError(
+            f'{path}: the number of attention heads of this {width}-wide ViT is not recorded in '
+            f'the file, and {width} is not a usual ViT width (width/heads: {usual}); pass '
+            'num_heads explicitly')
+    if found[0] <= 0 or width % found[0]:
+        raise ViTLayoutError(f'{path}: {found[0]} heads (from {found[1]}) do not divide the '
+                             f'width {width}')
+    return found
 
 
 def grid_hint(ckpt: Any, layout: str, num_patches: int,
@@ -399,8 +547,9 @@ def convert_vit(ckpt: Any,
     Args:
         ckpt (Any): the loaded checkpoint (``read_checkpoint``).
         arch (str | dict | None): mmpretrain ``VisionTransformer`` arch the result is for;
-            width, depth and MLP width must match. None skips the check. Defaults to
-            'deit-tiny'.
+            width, depth and MLP width must match. None skips the check. Its ``num_heads``
+            (a name's, or a dict's when it has one) is written to ``meta['arch']``. Defaults
+            to 'deit-tiny'.
         source (str): teacher or student, for checkpoints that hold both. Defaults to 'teacher'.
         prefix (str, optional): backbone key prefix; detected when None.
         src_grid (Sequence[int], optional): patch grid of the stored position embeddings;
@@ -430,6 +579,9 @@ def convert_vit(ckpt: Any,
     meta = dict(layout=layout, source=source if layout in ('dino', 'saip-authors', 'saip-mm')
                 else None, converted_from=osp.basename(path))
     out, resized = build_backbone_checkpoint(state, grid, img_size, meta)
+    heads = resolve_arch(arch).get('num_heads') if arch is not None else None
+    if heads is not None:  # not in the tensors: recorded for teacher_config_from_checkpoint
+        out['meta']['arch']['num_heads'] = int(heads)
     report.update(layout=layout, unused_entries=unused, grid=grid, grid_from=grid_from,
                   resized=resized, kept=len(state))
     return out, report

@@ -3,6 +3,7 @@ errors that name the entry, lazy per-process handles."""
 import os
 import os.path as osp
 import pickle
+import pickletools
 import random
 import re
 from functools import partial
@@ -100,10 +101,12 @@ def test_sources_are_found_by_layout_or_named(tmp_path, make_sources):
     # the person source is reused as background, not opened twice
     same = PersonImageDataset(data_root=src['lmdb'], background=src['lmdb'])
     assert same._backgrounds is same._images
-    with pytest.raises(FileNotFoundError,
-                       match=r'LMDB key list not found: .*folder/persons/keys\.pkl; set '
-                       r'`train_dataloader\.dataset\.data_root`'):
-        PersonImageDataset(data_root=src['folder'], source='lmdb')
+    persons = src['folder']
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f'LMDB environment not found: looked for {persons}/data.mdb, {persons}/lmdb/data.mdb, '
+            f'{persons}/lup_lmdb/data.mdb (LUPerson-NL: <root>/lmdb/ with keys.pkl beside it; ')
+            + r'.*; set `train_dataloader\.dataset\.data_root`'):
+        PersonImageDataset(data_root=persons, source='lmdb')
     with pytest.raises(FileNotFoundError, match=r'shard index not found: .*shard_index\.npz'):
         PersonImageDataset(data_root=src['folder'], source='shards')
     with pytest.raises(ValueError, match='`source` must be one of'):
@@ -116,6 +119,142 @@ def test_bytes_keys_are_read(tmp_path, make_images, write_luperson_lmdb):
     write_luperson_lmdb(str(tmp_path / 'lup'), items, bytes_keys=True)
     ds = PersonImageDataset(data_root=str(tmp_path / 'lup'), pipeline=LOAD)
     assert ds[1]['img_path'].endswith('lmdb[b.jpg]') and ds[1]['img'].shape == (32, 16, 3)
+
+
+def _folder_pixels(folder):
+    ds = PersonImageDataset(data_root=folder, pipeline=LOAD)
+    return [ds[i]['img'] for i in range(len(ds))]
+
+
+def test_lupersons_own_layout_loads_from_its_folder_or_the_environment(tmp_path, make_images,
+                                                                      write_luperson_lmdb):
+    """LUP/convert_lmdb.py writes lup_lmdb/ (the environment, data.mdb inside) and keys.pkl
+    beside it, a plain list of str keys: found from the folder holding both, from lup_lmdb/
+    itself (keys.pkl one level up), or named by data_prefix + ann_file; same pixels as the
+    files."""
+    paths = make_images(tmp_path / 'imgs', ['a.jpg', 'b.jpg', 'c.jpg'], 32, 16)
+    items = [(osp.splitext(osp.basename(p))[0], open(p, 'rb').read()) for p in paths]
+    root = write_luperson_lmdb(str(tmp_path / 'lup'), items, layout='lup')
+    assert sorted(os.listdir(root)) == ['keys.pkl', 'lup_lmdb']
+    assert osp.isfile(osp.join(root, 'lup_lmdb', 'data.mdb'))
+    with open(osp.join(root, 'keys.pkl'), 'rb') as f:
+        assert pickle.load(f) == ['a', 'b', 'c']  # the list itself, no dict
+    env = osp.join(root, 'lup_lmdb')
+    expected = _folder_pixels(str(tmp_path / 'imgs'))
+    for kwargs in (dict(data_root=root), dict(data_root=env), dict(data_root=env + '/'),
+                   dict(data_root=root, data_prefix='lup_lmdb', ann_file='keys.pkl'),
+                   dict(data_root=root, source='lmdb')):
+        ds = PersonImageDataset(pipeline=LOAD, **kwargs)
+        assert ds._images.kind == 'lmdb', kwargs
+        assert (ds._images.env_path, ds._images.keys_file) == (env, osp.join(root, 'keys.pkl'))
+        samples = [_seeded(ds, i, 0) for i in range(3)]
+        assert [s['img_path'] for s in samples] == [f'{env}[a]', f'{env}[b]', f'{env}[c]']
+        assert all(np.array_equal(s['img'], e) for s, e in zip(samples, expected)), kwargs
+    # without keys.pkl anywhere: both places named
+    os.remove(osp.join(root, 'keys.pkl'))
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f'LMDB key list not found for the environment {env}: looked for {env}/keys.pkl and '
+            f'{root}/keys.pkl (or name it with ann_file)')):
+        PersonImageDataset(data_root=env, source='lmdb')
+
+
+def py2_pickle(obj, protocol: int) -> bytes:
+    """``obj`` pickled as Python 2's ``pickle.dump`` writes it (protocol 0, its default, or 2):
+    bytes are Python 2 ``str`` (``S'..'`` / ``U``/``T``), str is ``unicode`` (``V`` /
+    ``X``), ints are ``I`` / ``K``/``M``, with the memo puts and batching Python 2 emits.
+    Handles lists, dicts, bytes, str and ints, which is all a key list holds."""
+    out, memo = [], [0]
+
+    def put():
+        n = memo[0]
+        memo[0] += 1
+        return b'p%d\n' % n if protocol == 0 else b'q' + bytes([n])
+
+    def atom(value):
+        if isinstance(value, bytes):
+            if protocol == 0:  # repr() of a py2 str: non-ASCII bytes as \xNN escapes
+                return b"S'" + ''.join(chr(c) if 32 <= c < 127 and c not in (39, 92) else
+                                       '\\x%02x' % c for c in value).encode() + b"'\n" + put()
+            head = b'U' + bytes([len(value)]) if len(value) < 256 else (
+                b'T' + len(value).to_bytes(4, 'little'))
+            return head + value + put()
+        if isinstance(value, str):
+            if protocol == 0:
+                return b'V' + value.encode('raw_unicode_escape') + b'\n' + put()
+            data = value.encode('utf-8')
+            return b'X' + len(data).to_bytes(4, 'little') + data + put()
+        if isinstance(value, int):
+            if protocol == 0:
+                return b'I%d\n' % value
+            return b'K' + bytes([value]) if value < 256 else b'M' + value.to_bytes(2, 'little')
+        if isinstance(value, (list, dict)):
+            is_dict = isinstance(value, dict)
+            if protocol == 0:
+                head = (b'(d' if is_dict else b'(l') + put()
+            else:
+                head = (b'}' if is_dict else b']') + put()
+            items = [atom(k) + atom(v) for k, v in value.items()] if is_dict else [
+                atom(v) for v in value]  # memo ids after the container's, as Python 2 numbers
+            one, batch = (b's', b'u') if is_dict else (b'a', b'e')
+            # protocol 0: one APPEND / SETITEM per item; 2: one item likewise, more in a batch
+            if protocol == 0 or len(items) == 1:
+                return head + b''.join(item + one for item in items)
+            return head + (b'(' + b''.join(items) + batch if items else b'')
+        raise TypeError(type(value))
+
+    out.append(b'\x80\x02' if protocol == 2 else b'')
+    out.append(atom(obj))
+    return b''.join(out) + b'.'
+
+
+def test_py2_pickle_helper_writes_python2_opcodes():
+    """The helper's bytes, checked against a hand-written Python 2 ``pickle.dumps`` output."""
+    assert py2_pickle([b'00_01', u'x'], 0) == b"(lp0\nS'00_01'\np1\naVx\np2\na."
+    assert py2_pickle({b'keys': [b'a'], b'pids': [7]}, 2) == (
+        b'\x80\x02}q\x00(U\x04keysq\x01]q\x02U\x01aq\x03aU\x04pidsq\x04]q\x05K\x07au.')
+    assert py2_pickle([b'a', 300], 2) == b'\x80\x02]q\x00(U\x01aq\x01M,\x01e.'
+
+
+@pytest.mark.parametrize('layout', ['lup', 'nl'])
+@pytest.mark.parametrize('protocol', [0, 2])
+def test_python2_key_lists_of_either_layout_load(tmp_path, make_images, write_luperson_lmdb,
+                                                 layout, protocol):
+    """keys.pkl written by Python 2 (its str keys, one not ASCII; for LUPerson-NL's dict, its
+    'keys'/'pids' names too): the keys are looked up byte for byte. Python 3's default
+    (encoding='ASCII') cannot even read them."""
+    names = ['00_00_0000_00000000', 'caf\u00e9_0001', '00_01_0003_00000002']
+    paths = make_images(tmp_path / 'imgs', [f'{i}.jpg' for i in range(3)], 32, 16)
+    items = [(name, open(p, 'rb').read()) for name, p in zip(names, paths)]
+    root = write_luperson_lmdb(str(tmp_path / 'lup'), items, layout=layout)
+    py2_keys = [name.encode('utf-8') for name in names]  # Python 2 str: bytes
+    if layout == 'nl':  # LUPerson-NL: a dict; one unicode key, as py2 code may mix them
+        data = py2_pickle({b'keys': py2_keys[:2] + [names[2]], b'pids': [0, 1, 300]}, protocol)
+    else:
+        data = py2_pickle(py2_keys, protocol)
+    with open(osp.join(root, 'keys.pkl'), 'wb') as f:
+        f.write(data)
+    assert next(pickletools.genops(data))[0].name == ('PROTO' if protocol == 2 else 'MARK')
+    with pytest.raises(UnicodeDecodeError):
+        pickle.loads(data)  # Python 3's default encoding='ASCII'
+    ds = PersonImageDataset(data_root=root, pipeline=LOAD)
+    env = ds._images.env_path
+    assert [ds._images.keys[i] for i in range(3)] == names
+    assert [ds._images.keys.raw(i) for i in range(3)] == py2_keys
+    expected = _folder_pixels(str(tmp_path / 'imgs'))
+    for i in range(3):
+        sample = _seeded(ds, i, 0)
+        assert sample['img_path'] == f'{env}[{names[i]}]'
+        assert np.array_equal(sample['img'], expected[i])
+
+
+def test_non_utf8_python2_keys_keep_their_bytes(tmp_path):
+    """A Latin-1 Python 2 str key is not UTF-8: it still encodes back to its exact bytes."""
+    from saip_mm.datasets.image_sources import PathArray, read_luperson_keys
+    path = tmp_path / 'keys.pkl'
+    path.write_bytes(py2_pickle([b'\xe9t\xe9_01', b'plain'], 2))
+    keys = read_luperson_keys(str(path))
+    assert keys == ['\udce9t\udce9_01', 'plain']
+    assert PathArray(keys).raw(0) == b'\xe9t\xe9_01'
 
 
 class _Payload:
@@ -143,9 +282,38 @@ def test_a_key_list_carrying_code_is_refused_without_running_it(tmp_path, make_s
     with pytest.raises(UnsafePickleError, match='numpy'):
         PersonImageDataset(data_root=src['lmdb'])
     with open(keys_file, 'wb') as f:
-        pickle.dump(['p000'], f)
-    with pytest.raises(ValueError, match=re.escape(keys_file) + '.*`keys` list'):
+        pickle.dump('p000', f)
+    with pytest.raises(ValueError, match=re.escape(keys_file) + r': expected a list of keys '
+                       r"\(LUPerson's convert_lmdb\.py\) or a dict with a `keys` list "
+                       r'\(LUPerson-NL\), got str'):
         PersonImageDataset(data_root=src['lmdb'])
+    with open(keys_file, 'wb') as f:
+        pickle.dump(dict(keys=['p000', 'p001'], pids=[0]), f)
+    with pytest.raises(ValueError, match=re.escape(keys_file) + ': 2 keys but 1 pids'):
+        PersonImageDataset(data_root=src['lmdb'])
+
+
+@pytest.mark.parametrize('protocol', [0, 2])
+def test_python2_payloads_are_refused_without_running_them(tmp_path, make_sources, protocol):
+    """Python 2's GLOBAL + REDUCE (``os.system`` pickles as ``posix.system``) and its INST
+    opcode, in protocols 0 and 2: refused by name, nothing runs."""
+    src = make_sources(tmp_path)
+    marker = tmp_path / 'payload_ran'
+    keys_file = osp.join(src['lmdb'], 'keys.pkl')
+    command = f'touch {marker}'.encode()
+    if protocol == 0:
+        payloads = [b"cposix\nsystem\n(S'" + command + b"'\ntR.",
+                    b"(S'" + command + b"'\niposix\nsystem\n."]  # INST: class + args in one
+    else:
+        payloads = [b'\x80\x02cposix\nsystem\nq\x00U' + bytes([len(command)]) + command
+                    + b'q\x01\x85q\x02Rq\x03.']
+    for payload in payloads:
+        with open(keys_file, 'wb') as f:
+            f.write(payload)
+        with pytest.raises(UnsafePickleError, match=re.escape(
+                f'{keys_file}: refusing to load the Python global posix.system')):
+            PersonImageDataset(data_root=src['lmdb'])
+        assert not marker.exists()
 
 
 def _skip_messages(dataset, idx):

@@ -14,6 +14,7 @@ import timm
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS
 
 import saip_mm  # noqa: F401  (registers SAIP, DistillHead)
@@ -21,7 +22,7 @@ from saip_mm.models.heads.distill_head import teacher_positions
 from saip_mm.models.losses.distill_loss import (global_alignment, patch_alignment,
                                                 relation_alignment)
 from saip_mm.models.utils.pretrained import PretrainedCheckpointError
-from saip_testlib import micro_runner  # also registers _CrashHook
+from saip_testlib import LogRecords, micro_runner  # also registers _CrashHook
 
 ROOT = Path(__file__).resolve().parents[2]
 TEACHER_ARCH = dict(embed_dims=384, num_layers=2, num_heads=6, feedforward_channels=1536)
@@ -137,6 +138,92 @@ def test_teacher_tokens_are_read_at_the_student_patches_image_positions():
     torch.testing.assert_close(corner, t_map[0, :, :2, :2].mean((1, 2)))
 
 
+def _ramp_teacher(patch: int, img_size=(256, 128)):
+    """A DistillHead whose teacher's patch tokens are (mean of input channel 0, of channel 1)
+    over their patch: 2 wide, 1 head, blocks zeroed (identity through the residuals), no
+    final norm, no position embedding."""
+    head = MODELS.build(dict(
+        type='DistillHead', student_channels=8, teacher_checkpoint='unused.pth',
+        teacher=dict(type='VisionTransformer', img_size=img_size, patch_size=patch,
+                     final_norm=False, arch=dict(embed_dims=2, num_layers=1, num_heads=1,
+                                                 feedforward_channels=4))))
+    teacher = head.teacher
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.zero_()
+        weight = teacher.patch_embed.projection.weight  # (2, 3, p, p)
+        weight[0, 0] = weight[1, 1] = 1.0 / patch ** 2
+    head.teacher_loaded = True
+    return head
+
+
+def _coordinates(height: int, width: int) -> torch.Tensor:
+    """(1, 3, H, W): channel 0 is each pixel centre's height as a fraction of the image,
+    channel 1 its width; a token's patch mean is its own centre."""
+    ys = (torch.arange(height) + 0.5) / height
+    xs = (torch.arange(width) + 0.5) / width
+    return torch.stack([ys[:, None].expand(height, width), xs[None].expand(height, width),
+                        torch.zeros(height, width)])[None]
+
+
+def test_a_patch14_teacher_sees_a_whole_patch_multiple_and_targets_land_in_place():
+    """ViT/14 at 256x128: the teacher is built for 252x126 (18x9 tokens; the view resized,
+    not padded) and each target is read at its student patch's own place. On an image of its
+    own coordinates, student patch (i, j) at factor 1 (centre (16i + 8, 16j + 8) px) gets
+    ((16i + 8) / 256, (16j + 8) / 128); e.g. patch (8, 4): (0.53125, 0.5625). Read from the
+    19x10 tokens mmcv's corner padding gives at 256x128 (the old geometry), they are off by
+    more than 0.04 (10 px of 256)."""
+    records = LogRecords()
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(records)
+    try:
+        head = _ramp_teacher(14)
+    finally:
+        logger.removeHandler(records)
+    assert head.teacher_input_size == (252, 126) and head.teacher.patch_resolution == (18, 9)
+    assert any('input 256x128 is not a multiple of its 14x14 patch; the teacher sees the view '
+               'resized to 252x126 (18x9 tokens' in m for m in records.messages)
+    image = _coordinates(256, 128)
+    _, targets = head.teacher_tokens(image, 1.0, (16, 8), 16)  # (1, 128, 2)
+    rows, cols = torch.meshgrid(torch.arange(16), torch.arange(8), indexing='ij')
+    centres = torch.stack([(rows * 16 + 8) / 256, (cols * 16 + 8) / 128], -1).reshape(1, 128, 2)
+    torch.testing.assert_close(targets[0, 8 * 8 + 4], torch.tensor([0.53125, 0.5625]),
+                               atol=1e-3, rtol=0)
+    assert (targets - centres).abs().max() < 1e-3  # a quarter pixel at 256
+    # the old geometry: the padded 19x10 map spread over the 256x128 image
+    with torch.no_grad():
+        padded = head.teacher(image)[-1][:, 1:].transpose(1, 2).reshape(1, 2, 19, 10)
+    old = F.grid_sample(padded, teacher_positions((16, 8), 16, 1.0, (256, 128)),
+                        align_corners=False).flatten(2).transpose(1, 2)
+    assert (old - centres).abs().max() > 0.04  # 10 px at 256 rows, 5 at 128 columns
+
+
+def test_targets_beyond_the_outer_token_centres_take_the_edge_token():
+    """At factor 1.25 the student's first patch centre (6.4 px) lies above the teacher's
+    first token centre (8 px), and likewise across: its target is that corner token (border),
+    not a blend with the zeros beyond the image (which would scale it by 0.9 x 0.9)."""
+    head = _ramp_teacher(16, (64, 32))
+    image = _coordinates(64, 32) + 1.0  # no zeros in the image: a blend with 0 shows
+    _, targets = head.teacher_tokens(image, 1.25, (5, 2), 16)  # view 80x40: 5x2 patches
+    token00 = image[0, :2, :16, :16].mean((1, 2))  # the teacher's token (0, 0)
+    torch.testing.assert_close(targets[0, 0], token00, atol=1e-6, rtol=0)
+
+
+def test_teacher_inputs_round_to_the_nearest_patch_multiple():
+    from saip_mm.models.heads.distill_head import DistillHead
+    fit = DistillHead.fit_teacher_input
+    assert fit((256, 128), 14) == (252, 126)  # 18.3 -> 18, 9.1 -> 9
+    assert fit((256, 128), 16) == (256, 128)
+    assert fit(224, 14) == (224, 224)
+    assert fit((280, 20), (14, 14)) == (280, 14)  # 1.43 -> 1
+    assert fit((6, 6), 14) == (14, 14)  # at least one patch
+    with pytest.raises(ValueError, match=r'tokens of stride \(12, 12\) cover .* not its input '
+                                         r'\(256, 128\)'):
+        MODELS.build(teacher_cfg('unused.pth', teacher=dict(
+            type='VisionTransformer', arch=TEACHER_ARCH, img_size=(256, 128), patch_size=16,
+            patch_cfg=dict(stride=12))))
+
+
 # ---------------------------------------------------------------- teacher checkpoints
 @pytest.mark.parametrize('layout', ['timm', 'dino'])
 def test_teacher_loads_from_converter_layouts_and_equals_the_source(teacher_files, layout):
@@ -162,6 +249,86 @@ def test_teacher_of_another_width_or_patch_names_both_shapes(teacher_files):
         head.init_weights()
     assert '(384, 3, 16, 16)' in str(err.value) and '(384, 3, 14, 14)' in str(err.value)
     assert 'patch 14x14' in str(err.value)
+
+
+def _narrow_timm(heads: int):
+    """A 24-wide, 1-block timm ViT with ``heads`` heads (not the 64-wide-head convention)."""
+    torch.manual_seed(heads)
+    vit = timm.create_model('vit_small_patch16_224', pretrained=False, depth=1, embed_dim=24,
+                            num_heads=heads, img_size=(32, 16), patch_size=8,
+                            num_classes=0).eval()
+    with torch.no_grad():
+        for p in vit.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return vit
+
+
+def _teacher_matches(cfg: dict, path, vit) -> None:
+    """The config's teacher, loaded from ``path``, computes what ``vit`` computes."""
+    head = MODELS.build(teacher_cfg(path, teacher=cfg))
+    head.load_teacher()
+    x = torch.randn(2, 3, 32, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(head.teacher(x)[-1], vit.forward_features(x), atol=1e-5,
+                                   rtol=1e-4)
+
+
+def test_teacher_config_reads_the_heads_from_the_file_or_asks_for_them(tmp_path):
+    """A 24-wide ViT with 3 heads (8 channels each): the converter records the heads it was
+    given, a run's config text records them too; a bare timm file of that unusual width is
+    refused until num_heads is given. Each config computes the source's forward (1 head, as
+    24 // 64 clamped gave, would not)."""
+    from saip_mm.models.heads.distill_head import teacher_config_from_checkpoint
+    from saip_mm.utils.vit_checkpoint import ViTLayoutError, convert_vit
+    vit = _narrow_timm(3)
+    bare = tmp_path / 'timm.pth'
+    torch.save({'model': vit.state_dict()}, bare)
+    with pytest.raises(ViTLayoutError, match=r'timm\.pth: the number of attention heads of this '
+                                             r'24-wide ViT is not recorded .* pass num_heads'):
+        teacher_config_from_checkpoint(str(bare), img_size=(32, 16))
+    given = teacher_config_from_checkpoint(str(bare), img_size=(32, 16), num_heads=3)
+    assert given == dict(type='VisionTransformer', patch_size=8, img_size=(32, 16), arch=dict(
+        embed_dims=24, num_layers=1, num_heads=3, feedforward_channels=96))
+    _teacher_matches(given, bare, vit)
+    with pytest.raises(ViTLayoutError, match='5 heads .* do not divide the width 24'):
+        teacher_config_from_checkpoint(str(bare), img_size=(32, 16), num_heads=5)
+
+    arch = dict(embed_dims=24, num_layers=1, num_heads=3, feedforward_channels=96)
+    converted, _ = convert_vit({'model': vit.state_dict()}, arch=arch, src_grid=(4, 2))
+    assert converted['meta']['arch']['num_heads'] == 3
+    torch.save(converted, tmp_path / 'converted.pth')
+    from_meta = teacher_config_from_checkpoint(str(tmp_path / 'converted.pth'))
+    assert from_meta == given  # heads from meta['arch'], input from meta['pos_embed_grid']
+    # an MMEngine run's checkpoint: its config text is parsed, never run
+    marker = tmp_path / 'config_ran'
+    cfg_text = (f"open({str(marker)!r}, 'w')\nmodel = dict(type='ImageClassifier', "
+                f"backbone=dict(type='VisionTransformer', arch={arch!r}))\n")
+    torch.save(dict(state_dict=dict(converted['state_dict']),
+                    meta=dict(pos_embed_grid=[4, 2], cfg=cfg_text)), tmp_path / 'run.pth')
+    assert teacher_config_from_checkpoint(str(tmp_path / 'run.pth')) == given
+    assert not marker.exists()
+
+
+def test_heads_of_usual_widths_and_mmpretrain_archs():
+    """Without a record: mmpretrain's arch of the same shape, else the usual heads of the
+    width (ViT-H/14: 1280 = 16 x 80, DINOv2-g: 1536 = 24 x 64, ViT-g/14: 1408 = 16 x 88)."""
+    from saip_mm.utils.vit_checkpoint import ViTLayoutError, resolve_num_heads
+
+    def heads(width, depth, mlp, **kwargs):
+        return resolve_num_heads({}, {}, dict(embed_dims=width, num_layers=depth,
+                                              feedforward_channels=mlp), **kwargs)
+
+    assert heads(1280, 32, 5120) == (16, "mmpretrain arch 'huge' (same width, depth and MLP "
+                                         'width)')
+    assert heads(768, 8, 2304)[0] == 8  # mmpretrain's own 'small': heads of 96
+    assert heads(384, 12, 1536)[1].startswith("mmpretrain arch 'deit-small'")
+    assert heads(1280, 2, 5120) == (16, 'the usual heads of a ViT-Huge')
+    assert heads(1536, 2, 6144)[0] == 24 and heads(1408, 2, 6144)[0] == 16
+    assert [heads(w, 2, 4 * w)[0] for w in (192, 384, 768, 1024)] == [3, 6, 12, 16]
+    assert heads(96, 2, 384, num_heads=4) == (4, 'num_heads as given')
+    with pytest.raises(ViTLayoutError, match=r'96-wide ViT is not recorded in the file, and 96 '
+                                             r'is not a usual ViT width \(width/heads: 192/3, '):
+        heads(96, 2, 384)
 
 
 def test_config_builds_without_the_file_and_the_run_start_needs_it(tmp_path):

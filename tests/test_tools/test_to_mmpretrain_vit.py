@@ -7,6 +7,7 @@ cls token, the SAIP authors' ViT with its ``inter_norm``). Every parameter is pe
 a swapped norm or a wrong MLP mapping cannot pass. Tiny sizes: width 24, 2 blocks, 2 heads.
 """
 import argparse
+import re
 import runpy
 import subprocess
 import sys
@@ -348,6 +349,58 @@ def test_refusals_name_the_problem(tmp_path):
                                              r'rel_pos_h\)'):
         convert(str(tmp_path / 'vitdet.pth'), out, arch=ARCH, src_grid=(4, 2))
     assert not Path(out).exists()
+
+
+def vit_s_shaped_timm_file(path: Path) -> Path:
+    """A file with the tensor shapes a timm ViT-S/16 reports to the arch check (384 wide, 12
+    blocks, MLP 1536); the block tensors the check does not measure are single numbers, so
+    the file is 2 MB instead of 88."""
+    state = {'cls_token': torch.zeros(1, 1, 384), 'pos_embed': torch.zeros(1, 197, 384),
+             'patch_embed.proj.weight': torch.zeros(384, 3, 16, 16),
+             'patch_embed.proj.bias': torch.zeros(384)}
+    for i in range(12):
+        for name in ('norm1.weight', 'norm1.bias', 'attn.qkv.weight', 'attn.proj.weight',
+                     'attn.proj.bias', 'norm2.weight', 'norm2.bias', 'mlp.fc1.bias',
+                     'mlp.fc2.weight', 'mlp.fc2.bias'):
+            state[f'blocks.{i}.{name}'] = torch.zeros(1)
+        state[f'blocks.{i}.mlp.fc1.weight'] = torch.zeros(1536 if i == 0 else 1, 1)
+    torch.save({'model': state}, path)
+    return path
+
+
+def test_an_arch_mismatch_names_the_arch_the_checkpoint_matches(tmp_path):
+    """A timm ViT-S converted with --arch small: mmpretrain's 'small' is 768 wide (8 heads of
+    96); the checkpoint is mmpretrain's deit-small (and dinov2-small). A shape no mmpretrain
+    arch has gets the key=value arch to pass."""
+    src = vit_s_shaped_timm_file(tmp_path / 'vit_s.pth')
+    with pytest.raises(SystemExit) as info:
+        main([str(src), str(tmp_path / 'out.pth'), '--arch', 'small'])
+    assert str(info.value.code) == (
+        f'error: {src}: the checkpoint has width 384 (ViT-Small) but --arch small has 768 '
+        "(ViT-Base); the checkpoint's width, depth and MLP width are those of --arch deit-small "
+        '(or dinov2-small)')
+    assert not (tmp_path / 'out.pth').exists()
+    narrow = tmp_path / 'narrow.pth'
+    torch.save(layout_timm()[0], narrow)
+    with pytest.raises(ViTLayoutError, match=re.escape(
+            'has width 24 but --arch deit-tiny has 192 (ViT-Tiny); pass the --arch of the '
+            'checkpoint: embed_dims=24,num_layers=2,feedforward_channels=96 (num_heads=N to '
+            'record its heads)')):
+        convert(str(narrow), str(tmp_path / 'out.pth'), arch='deit-tiny', src_grid=(4, 2))
+
+
+def test_the_output_records_the_heads_of_its_arch(tmp_path):
+    """The heads are not in the tensors: the output's meta['arch'] carries them when the arch
+    names them (a name of mmpretrain's zoo, or a dict with num_heads)."""
+    src = tmp_path / 'timm.pth'
+    torch.save(layout_timm()[0], src)
+    convert(str(src), str(tmp_path / 'with.pth'), arch=ARCH, src_grid=(4, 2))
+    meta = torch.load(tmp_path / 'with.pth')['meta']
+    assert meta['arch'] == dict(embed_dims=24, num_layers=2, feedforward_channels=96,
+                                patch_size=8, num_heads=2)
+    main([str(src), str(tmp_path / 'without.pth'), '--src-grid', '4', '2', '--arch',
+          'embed_dims=24,num_layers=2,feedforward_channels=96'])
+    assert 'num_heads' not in torch.load(tmp_path / 'without.pth')['meta']['arch']
 
 
 class NotData:

@@ -3,8 +3,10 @@
 
 Input (``SRC``): a folder of images (recursive, sorted, as ``PersonImageDataset`` lists it), a
 list file (one path per line, relative to ``--root``, by default the list file's folder), or
-LUPerson's LMDB release (a folder holding ``lmdb/`` and ``keys.pkl``; the key list is read with
-a restricted unpickler that refuses any Python global).
+LUPerson's LMDB (a folder holding ``lmdb/`` and ``keys.pkl`` as LUPerson-NL releases it, or
+``lup_lmdb/`` and ``keys.pkl`` as LUPerson's ``convert_lmdb.py`` writes it, or ``lup_lmdb/``
+itself; see ``saip_mm.datasets.image_sources.LmdbSource``; the key list is read with a
+restricted unpickler that refuses any Python global).
 
 Output folder (``OUT``)::
 
@@ -74,7 +76,7 @@ SHARD_NAME = 'shard-{:06d}.tar'
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Person images to tar shards with an index')
     parser.add_argument('src', help='image folder, list file, or LUPerson LMDB folder '
-                        '(lmdb/ + keys.pkl)')
+                        '(lmdb/ or lup_lmdb/ + keys.pkl, or lup_lmdb/ itself)')
     parser.add_argument('out', help='output folder (must not exist, unless --force)')
     parser.add_argument('--shard-size', type=int, default=10000,
                         help='images per shard (default 10000: about 100 MB of LUPerson crops)')

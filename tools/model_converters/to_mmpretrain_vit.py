@@ -6,7 +6,8 @@ or at the top), DINO and SOLIDER-style ``teacher`` / ``student`` (``backbone.`` 
 ``module.backbone.``), PATH (``module.backbone_module.``), MMEngine ``state_dict`` with
 ``backbone.``, the SAIP authors' pretraining checkpoint (SAIPv1 ``main_pretrain.py``) and a
 saip_mm pretraining checkpoint. The output holds tensors only, keyed ``backbone.<name>``, and
-``meta['pos_embed_grid']``; it loads with
+``meta['pos_embed_grid']`` and ``meta['arch']`` (with the arch's ``num_heads``, which the tensors
+do not hold: ``DistillHead``'s ``teacher_config_from_checkpoint`` reads it); it loads with
 ``init_cfg=dict(type='Pretrained', checkpoint=OUT, prefix='backbone.')``.
 
     python tools/model_converters/to_mmpretrain_vit.py hap_pretrained.pth hap_vit-base.pth \
@@ -33,8 +34,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('dst', help='output backbone checkpoint')
     parser.add_argument('--arch', default='deit-tiny',
                         help="mmpretrain VisionTransformer arch of the output, a name or "
-                             "embed_dims=..,num_layers=..,feedforward_channels=.. (width, depth "
-                             "and MLP width are checked; default deit-tiny = 192 wide, 12 blocks)")
+                             "embed_dims=..,num_layers=..,feedforward_channels=..[,num_heads=..] "
+                             "(width, depth and MLP width are checked, and a mismatch names the "
+                             "arch the checkpoint matches: a timm ViT-S is deit-small, "
+                             "mmpretrain's small is 768 wide; the heads are recorded in the "
+                             "output's meta; default deit-tiny = 192 wide, 12 blocks)")
     parser.add_argument('--source', choices=['teacher', 'student'], default='teacher',
                         help='for checkpoints holding both (DINO, SAIP): which one (default teacher)')
     parser.add_argument('--prefix', default=None,

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from saip_mm.utils.checkpoint_io import read_checkpoint
 from saip_mm.utils.vit_checkpoint import (ViTLayoutError, convert_vit, map_checkpoint_vit,
-                                          source_grid, vit_shape)
+                                          resolve_num_heads, source_grid, vit_shape)
 from ..utils.masking import anchor_consistent_mask
 from ..utils.pretrained import PretrainedCheckpointError, load_backbone_state_dict
 
@@ -30,7 +30,8 @@ def teacher_positions(grid: Tuple[int, int], patch_size: int, factor: float,
     top-left (:func:`saip_mm.models.algorithms.saip.rescale`), so student patch ``(i, j)`` has
     its centre at ``((i + 0.5) p / f, (j + 0.5) p / f)`` pixels of the original. The result is in
     ``grid_sample``'s ``align_corners=False`` coordinates, where ``-1`` and ``1`` are the outer
-    edges of the image, which the teacher's token map covers uniformly.
+    edges of the image, which the teacher's token map covers uniformly (its input is a whole
+    number of patches: :meth:`DistillHead.fit_teacher_input`).
 
     Returns:
         Tensor: (1, h, w, 2) sampling grid, (x, y) order.
@@ -52,18 +53,25 @@ def read_checkpoint_meta(path: str) -> Tuple[Any, dict]:
 
 
 def teacher_config_from_checkpoint(path: str, source: str = 'teacher',
-                                   img_size: Optional[Sequence[int]] = None) -> dict:
+                                   img_size: Optional[Sequence[int]] = None,
+                                   num_heads: Optional[int] = None) -> dict:
     """A ``VisionTransformer`` config that fits a teacher checkpoint of any converter layout.
 
-    Width, depth, MLP width and patch size come from the tensors; the number of heads (not
-    stored in a checkpoint) is width / 64, as in ViT-S/B/L; the input size is ``img_size``, or
-    the checkpoint meta's ``img_size``, or its position grid (meta ``pos_embed_grid``, or a
+    Width, depth, MLP width and patch size come from the tensors. The number of heads is not
+    in the tensors: it is ``num_heads``, or what the file records (the converter's
+    ``meta['arch']``, ``args.num_heads``, an MMEngine run's config), or that of the mmpretrain
+    arch of the same width, depth and MLP width, or the usual heads of the width (ViT-H/14:
+    1280 wide, 16 heads of 80); otherwise it is refused, asking for ``num_heads``
+    (:func:`saip_mm.utils.vit_checkpoint.resolve_num_heads`). The input size is ``img_size``,
+    or the checkpoint meta's ``img_size``, or its position grid (meta ``pos_embed_grid``, or a
     square grid) times the patch.
 
     Args:
         path (str): the checkpoint.
         source (str): teacher or student, for checkpoints holding both. Defaults to 'teacher'.
         img_size (Sequence[int], optional): the teacher's input (H, W). Defaults to None.
+        num_heads (int, optional): the teacher's attention heads. Defaults to None (read or
+            inferred as above).
 
     Returns:
         dict: ``dict(type='VisionTransformer', arch=dict(...), patch_size=..., img_size=...)``.
@@ -84,9 +92,11 @@ def teacher_config_from_checkpoint(path: str, source: str = 'teacher',
                 'model_converters/to_mmpretrain_vit.py SRC DST --arch ... --src-grid H W')
             ) from None
         img_size = (grid[0] * patch, grid[1] * patch)
+    heads, heads_from = resolve_num_heads(ckpt, meta, shape, num_heads, path)
+    print_log(f'teacher {path}: {shape["embed_dims"]} wide, {shape["num_layers"]} blocks, '
+              f'{heads} heads (from {heads_from}), patch {patch}', logger='current')
     arch = dict(embed_dims=shape['embed_dims'], num_layers=shape['num_layers'],
-                num_heads=max(1, shape['embed_dims'] // 64),
-                feedforward_channels=shape['feedforward_channels'])
+                num_heads=heads, feedforward_channels=shape['feedforward_channels'])
     return dict(type='VisionTransformer', arch=arch, patch_size=patch,
                 img_size=tuple(int(v) for v in img_size))
 
@@ -107,6 +117,16 @@ class DistillHead(BaseModule):
     - relation: token-to-token similarity distributions of student and teacher, KL
       (MiniLM / DPAL relation level).
 
+    The teacher's input size is made a multiple of its patch: each side is rounded to the
+    nearest multiple (at least one patch), e.g. 256x128 for a ViT/14 becomes 252x126 (18x9
+    tokens), and the log says so. The whole view is *resized* to it, never padded, so the
+    teacher's token map covers exactly the image the student's positions are measured on
+    (:func:`teacher_positions`, in fractions of the image). Left at 256x128, mmcv's
+    ``PatchEmbed`` would pad the bottom and right to 266x140 and its 19x10 tokens would cover
+    that padded canvas, whose last row and column see mostly padding: the targets would be
+    read off their places, increasingly towards the bottom and right (by 10 and 12 pixels at
+    the edges).
+
     The teacher is frozen, in eval mode and under ``no_grad``. It is deliberately *not a
     registered sub-module*: it is not in ``parameters()``, so neither the optimizer nor
     SAIP's EMA teacher ever sees it, and not in ``state_dict()``, so run checkpoints stay the
@@ -121,7 +141,8 @@ class DistillHead(BaseModule):
         teacher (dict): the teacher backbone config, e.g. ``dict(type='VisionTransformer',
             arch='base', img_size=(256, 128), patch_size=16)``. ``out_type`` is forced to
             ``'raw'``; ``norm_cfg`` defaults to ``dict(type='LN', eps=1e-6)`` (timm, MAE, DINO,
-            PATH and HAP ViTs).
+            PATH and HAP ViTs); ``img_size`` is rounded to a multiple of ``patch_size`` (see
+            above).
         teacher_checkpoint (str): the teacher's weights (loaded when the run starts).
         student_channels (int): width of the student's tokens. Defaults to 192 (ViT-Tiny).
         teacher_source (str): ``'teacher'`` or ``'student'`` for checkpoints holding both
@@ -163,6 +184,8 @@ class DistillHead(BaseModule):
         cfg = dict(teacher)
         cfg['out_type'] = 'raw'  # cls and patch tokens, after the final norm
         cfg.setdefault('norm_cfg', dict(type='LN', eps=1e-6))
+        cfg['img_size'] = self.fit_teacher_input(cfg.get('img_size', 224),
+                                                 cfg.get('patch_size', 16))
         teacher_module = MODELS.build(cfg)
         for p in teacher_module.parameters():
             p.requires_grad_(False)
@@ -170,7 +193,15 @@ class DistillHead(BaseModule):
         # A plain list hides the teacher from parameters(), state_dict() and the optimizer.
         self._teacher = [teacher_module]
         self.teacher_cfg = cfg
-        self.teacher_input_size = to_2tuple(cfg.get('img_size', 224))
+        self.teacher_input_size = tuple(cfg['img_size'])
+        stride = to_2tuple(teacher_module.patch_embed.projection.stride)
+        covered = tuple(n * s for n, s in zip(teacher_module.patch_resolution, stride))
+        if covered != self.teacher_input_size:  # a patch_cfg of its own (padding, stride)
+            raise ValueError(
+                f'model.distill_head.teacher: its {tuple(teacher_module.patch_resolution)} '
+                f'tokens of stride {stride} cover {covered} pixels, not its input '
+                f'{self.teacher_input_size}; the distillation targets would be misplaced. Use '
+                f'an img_size that is a multiple of the patch and no patch_cfg padding')
         self.teacher_checkpoint = teacher_checkpoint
         self.teacher_source = teacher_source
         self.teacher_src_grid = tuple(teacher_src_grid) if teacher_src_grid is not None else None
@@ -182,6 +213,28 @@ class DistillHead(BaseModule):
         self.global_proj = nn.Linear(student_channels, teacher_channels)
         self.patch_proj = nn.Linear(student_channels, teacher_channels)
         self.loss_module = MODELS.build(loss)
+
+    @staticmethod
+    def fit_teacher_input(img_size: Any, patch_size: Any) -> Tuple[int, int]:
+        """The teacher's input size: each side of ``img_size`` rounded to the nearest multiple
+        of ``patch_size`` (at least one patch); logged when it differs.
+
+        Args:
+            img_size (int | Sequence[int]): the configured teacher input (H, W).
+            patch_size (int | Sequence[int]): the teacher's patch.
+
+        Returns:
+            tuple[int, int]: e.g. (252, 126) for (256, 128) and patch 14; (256, 128) for 16.
+        """
+        size, patch = to_2tuple(img_size), to_2tuple(patch_size)
+        fitted = tuple(max(1, round(int(s) / int(p))) * int(p) for s, p in zip(size, patch))
+        if fitted != tuple(int(s) for s in size):
+            print_log(f'model.distill_head.teacher: input {size[0]}x{size[1]} is not a multiple '
+                      f'of its {patch[0]}x{patch[1]} patch; the teacher sees the view resized '
+                      f'to {fitted[0]}x{fitted[1]} ({fitted[0] // patch[0]}x'
+                      f'{fitted[1] // patch[1]} tokens covering the whole image; padding '
+                      f'would misplace the targets)', logger='current')
+        return fitted
 
     @property
     def teacher(self) -> nn.Module:
@@ -304,11 +357,18 @@ class DistillHead(BaseModule):
             x = F.interpolate(x, size=self.teacher_input_size, mode='bilinear',
                               align_corners=False, antialias=True)
         tokens = teacher(x.to(dtype))[-1].float()  # (B, 1 + ht*wt, Ct)
-        B, _, C = tokens.shape
+        B, L, C = tokens.shape
+        ht, wt = teacher.patch_resolution
+        if L != 1 + ht * wt:
+            raise ValueError(f'model.distill_head.teacher: {L} tokens for its {ht}x{wt} grid; '
+                             'a cls token and one token per patch are expected')
         t_map = tokens[:, 1:].transpose(1, 2).reshape(B, C, *teacher.patch_resolution)
         where = teacher_positions(grid, patch_size, factor, tuple(images.shape[-2:]),
                                   device=images.device)
+        # border: a student patch centre between the image edge and the outer teacher token
+        # centres takes the edge token, not a blend with zeros beyond the image
         t_patch = F.grid_sample(t_map, where.expand(B, -1, -1, -1), mode='bilinear',
+                                padding_mode='border',
                                 align_corners=False).flatten(2).transpose(1, 2)  # (B, h*w, C)
         if ids_keep is not None:
             t_patch = torch.gather(t_patch, 1, ids_keep.unsqueeze(-1).expand(-1, -1, C))

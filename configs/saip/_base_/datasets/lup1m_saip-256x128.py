@@ -1,8 +1,9 @@
 # LUP1M (1M LUPerson crops) with SAIP's multi-scale views. Point data_root / ann_file at your
 # copy; `ann_file` lists one image path per line, relative to data_root (a folder also works:
-# leave ann_file empty). LUPerson's released LMDB (data_root holding lmdb/ + keys.pkl) and tar
-# shards (images_to_shards.py: data_root holding shard_index.npz) are found from data_root
-# alone with ann_file='' (PersonImageDataset `source='auto'`). `background` is the image source
+# leave ann_file empty). LUPerson's LMDB (data_root holding lmdb/ + keys.pkl as LUPerson-NL
+# releases it, or lup_lmdb/ + keys.pkl as LUPerson's convert_lmdb.py writes it, or lup_lmdb/
+# itself) and tar shards (images_to_shards.py: data_root holding shard_index.npz) are found
+# from data_root alone with ann_file='' (PersonImageDataset `source='auto'`). `background` is the image source
 # of the CSS multi-person references (default: the person images themselves); its relative
 # paths are relative to data_root unless it sets its own data_root.
 dataset_type = 'PersonImageDataset'
