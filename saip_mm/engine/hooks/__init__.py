@@ -18,3 +18,7 @@ __all__ += ['RandomStateHook', 'SafeCheckpointHook']
 from .text_vocab_hook import TextVocabularyHook  # noqa: E402
 
 __all__ += ['TextVocabularyHook']
+
+from .preflight_hook import PreflightProbeHook  # noqa: E402
+
+__all__ += ['PreflightProbeHook']
