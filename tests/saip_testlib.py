@@ -1,4 +1,5 @@
 """Builders shared by test files in different folders (``tests/`` is on ``sys.path``)."""
+import itertools
 import logging
 import textwrap
 from pathlib import Path
@@ -56,6 +57,9 @@ def write_micro_4iter_config(path: Path, extra: str = '') -> Path:
     return path
 
 
+_RUN_IDS = itertools.count()
+
+
 def micro_runner(work, persons, split=None, iters=4, hooks=(), **options) -> Runner:
     """An MMEngine runner of the micro SAIP config (tests/data/configs/saip_micro_toy.py) on
     the images of ``persons``, ``iters`` iterations at a constant lr, checkpoint every
@@ -63,6 +67,9 @@ def micro_runner(work, persons, split=None, iters=4, hooks=(), **options) -> Run
     the best checkpoint kept. ``options`` are merged into the config last."""
     cfg = Config.fromfile(str(MICRO_CONFIG))
     cfg.work_dir = str(work)
+    # MMEngine names the logger, visualizer and message hub of a run after the experiment name,
+    # the second by default: two runners built within one second would share them.
+    cfg.experiment_name = f'micro{next(_RUN_IDS)}'
     cfg.train_dataloader.dataset.data_root = str(persons)
     cfg.train_cfg.max_iters = iters
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0,

@@ -7,6 +7,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 
 from mmpretrain.registry import METRICS
+from .finite import LIKELY_CAUSES
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
 
@@ -73,7 +74,10 @@ class AttributeMetric(BaseMetric):
     Reads from each data sample ``pred_score`` (A, ) (per-attribute probabilities, e.g. from
     :class:`saip_mm.models.AttributeHead`) and the ground truth, either ``gt_score`` (A, )
     binary or ``gt_label`` (indices of the positive attributes, mmpretrain's multi-label
-    format). An attribute is predicted present when its score is ``>= thr``.
+    format). An attribute is predicted present when its score is ``>= thr``. A non-finite
+    score (NaN/inf: a zero std in the data preprocessor, a diverged model) makes
+    ``compute_metrics`` raise a ValueError counting the samples, rather than score it as
+    absent.
 
     Args:
         thr (float): decision threshold on ``pred_score``. Defaults to 0.5.
@@ -103,10 +107,17 @@ class AttributeMetric(BaseMetric):
             else:
                 raise KeyError(f'AttributeMetric: data sample has neither `gt_score` nor '
                                f'`gt_label` (has {sorted(sample)})')
-            self.results.append(dict(pred=(score >= self.thr).numpy(), gt=gt.numpy()))
+            self.results.append(dict(pred=(score >= self.thr).numpy(), gt=gt.numpy(),
+                                     finite=bool(torch.isfinite(score).all())))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Stack all samples and compute mA and the instance-based metrics."""
+        bad = sum(not r.get('finite', True) for r in results)
+        if bad:  # NaN >= thr is False: they would silently count as absent attributes
+            raise ValueError(f'AttributeMetric: {bad} of {len(results)} samples have non-finite '
+                             f'scores (NaN or inf); no metric is computed from them (a number '
+                             f'would be meaningless, and save_best could keep it as the best '
+                             f'checkpoint). {LIKELY_CAUSES}')
         names = (self.dataset_meta or {}).get('classes')
         return attribute_metrics(np.stack([r['pred'] for r in results]),
                                  np.stack([r['gt'] for r in results]), names)

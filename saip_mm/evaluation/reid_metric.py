@@ -10,6 +10,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from mmpretrain.registry import METRICS
+from .finite import check_finite
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
 
@@ -63,6 +64,8 @@ def reid_metrics(query_feats: ArrayLike,
     CMC and counted in ``num_invalid_queries``. If no query is valid, mAP and rank-k are NaN
     and a warning says why.
 
+    Non-finite features raise a ValueError (naming how many rows) instead of giving a number.
+
     AP is the non-interpolated average precision (mean of the precision at each correct match),
     as in the common ReID toolkits; CMC is single-gallery-shot-free ("all matches count").
     Ties in distance keep the gallery order.
@@ -95,6 +98,7 @@ def reid_metrics(query_feats: ArrayLike,
         raise ValueError(f'{len(qf)} query features, {len(q_pids)} pids, {len(q_cams)} camids')
     if not len(g_pids) == len(g_cams) == len(gf):
         raise ValueError(f'{len(gf)} gallery features, {len(g_pids)} pids, {len(g_cams)} camids')
+    check_finite('reid_metrics', ('query features', qf), ('gallery features', gf))
     topk = tuple(int(k) for k in topk)
     g_junk = torch.isin(g_pids, torch.as_tensor(list(junk_pids), dtype=torch.long))
 
@@ -154,7 +158,9 @@ class ReIDMetric(BaseMetric):
     The ReID datasets provide ``pid``, ``camid`` and ``split``; the config's ``PackInputs``
     must list them in ``meta_keys``. The protocol is the one of :func:`reid_metrics` (same
     identity and camera removed, junk identity ``-1`` ignored, distractors ``0`` kept as
-    negatives, queries without a valid match left out and counted).
+    negatives, queries without a valid match left out and counted). A non-finite feature
+    (NaN/inf: a zero std in the data preprocessor, a diverged model) raises a ValueError that
+    counts them, rather than ranking them into a number.
 
     Args:
         dist (str): ``'cosine'`` or ``'euclidean'``. Defaults to 'cosine'.
@@ -209,9 +215,13 @@ class ReIDMetric(BaseMetric):
             raise ValueError(f'ReIDMetric needs both query and gallery samples, got '
                              f'{len(query)} query and {len(gallery)} gallery samples. Evaluate '
                              f"on the dataset's split='test' (query + gallery).")
+        query_feats = torch.stack([r['feat'] for r in query])
+        gallery_feats = torch.stack([r['feat'] for r in gallery])
+        check_finite('ReIDMetric', ('query features', query_feats),
+                     ('gallery features', gallery_feats))
         metrics = reid_metrics(
-            torch.stack([r['feat'] for r in query]), [r['pid'] for r in query],
-            [r['camid'] for r in query], torch.stack([r['feat'] for r in gallery]),
+            query_feats, [r['pid'] for r in query],
+            [r['camid'] for r in query], gallery_feats,
             [r['pid'] for r in gallery], [r['camid'] for r in gallery],
             dist=self.dist, topk=self.topk, junk_pids=self.junk_pids)
         if metrics['num_invalid_queries']:

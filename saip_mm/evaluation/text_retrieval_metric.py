@@ -10,6 +10,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from mmpretrain.registry import METRICS
+from .finite import check_finite
 
 
 def text_to_image_metrics(similarity: torch.Tensor,
@@ -30,7 +31,8 @@ def text_to_image_metrics(similarity: torch.Tensor,
 
     A query whose identity has no image in the gallery is left out and counted in
     ``num_invalid_queries`` (never the case in the released splits); with none valid the
-    metrics are NaN, with a warning.
+    metrics are NaN, with a warning. A non-finite similarity raises a ValueError counting the
+    queries (rows) that hold one.
 
     Args:
         similarity (Tensor): (Q, G) query × gallery similarities, larger is more similar.
@@ -49,6 +51,7 @@ def text_to_image_metrics(similarity: torch.Tensor,
         raise ValueError(f'similarity must be ({len(q_pids)}, {len(g_pids)}) for '
                          f'{len(q_pids)} queries and {len(g_pids)} gallery items, got '
                          f'{tuple(sim.shape)}')
+    check_finite('text_to_image_metrics', ('query similarity rows', sim))
     order = torch.sort(sim, dim=1, descending=True, stable=True).indices
     matches = g_pids[order] == q_pids[:, None]  # (Q, G) correct match at each rank
     num_matches = matches.sum(dim=1)
@@ -86,7 +89,9 @@ class TextPersonRetrievalMetric(BaseMetric):
     outside the training split, after :class:`~saip_mm.models.TextPersonRetriever`'s
     ``predict``. It must hold ``image_feature`` (C, ), ``text_features`` (n, C) and ``pid``.
     The similarity is the cosine of the embeddings; the protocol is the one of
-    :func:`text_to_image_metrics`. Metric names (prefix ``t2i``): ``t2i/rank-1``,
+    :func:`text_to_image_metrics`. A non-finite embedding (NaN/inf: a zero std in the data
+    preprocessor, a diverged model) raises a ValueError counting them instead of ranking
+    them. Metric names (prefix ``t2i``): ``t2i/rank-1``,
     ``t2i/rank-5``, ``t2i/rank-10``, ``t2i/mAP``, ``t2i/mINP`` (percent), and
     ``t2i/num_valid_queries``, ``t2i/num_invalid_queries``.
 
@@ -128,9 +133,13 @@ class TextPersonRetrievalMetric(BaseMetric):
         """Rank the images for every caption; Rank-k, mAP, mINP."""
         if not results:
             raise ValueError('TextPersonRetrievalMetric: no samples to evaluate')
-        gallery = F.normalize(torch.stack([r['image'] for r in results]), dim=1)
+        images = torch.stack([r['image'] for r in results])
+        captions = torch.cat([r['text'] for r in results])
+        check_finite('TextPersonRetrievalMetric', ('image features', images),
+                     ('caption features', captions))
+        gallery = F.normalize(images, dim=1)
         g_pids = [r['pid'] for r in results]
-        queries = F.normalize(torch.cat([r['text'] for r in results]), dim=1)
+        queries = F.normalize(captions, dim=1)
         q_pids = [r['pid'] for r in results for _ in range(len(r['text']))]
         parts = []
         for start in range(0, len(queries), self.chunk_size):

@@ -8,7 +8,7 @@ from torch import Tensor
 from mmpretrain.registry import MODELS
 from ..datasets.transforms import MultiPersonReference, PersonGlobalViews, PersonLocalViews
 from ..datasets.transforms.augmentation import IMAGENET_MEAN, IMAGENET_STD, check_size
-from .data_preprocessor import SAIPDataPreprocessor
+from .data_preprocessor import SAIPDataPreprocessor, check_mean_std
 from .utils.batch_views import (PHOTOMETRIC_BACKENDS, RESAMPLE_MODES, BatchViewAugmentation,
                                 blend_patches, box_masks, place_patches)
 
@@ -69,6 +69,11 @@ class SAIPBatchViewsPreprocessor(SAIPDataPreprocessor):
                  chunk_size: Optional[int] = None,
                  non_blocking: Optional[bool] = False) -> None:
         super().__init__(view_keys=BATCH_INPUT_KEYS, non_blocking=non_blocking)
+        for field, group in (('global_views', global_views), ('local_views', local_views),
+                             ('reference', reference)):
+            group = group or {}
+            check_mean_std(f'model.data_preprocessor.{field}', group.get('mean'),
+                           group.get('std'))
         globals_ = PersonGlobalViews(**(global_views or {}))
         locals_ = PersonLocalViews(**(local_views or {}))
         ref = MultiPersonReference(**(reference or {}))

@@ -1,4 +1,5 @@
 """Batching of the SAIP views on the model's device."""
+import math
 from typing import Mapping, Optional, Sequence
 
 import torch
@@ -6,6 +7,38 @@ from mmengine.model import BaseDataPreprocessor
 
 from mmpretrain.registry import MODELS
 from ..datasets.transforms.formatting import SAIP_VIEW_KEYS  # noqa: F401  (one definition)
+
+
+def check_mean_std(field: str, mean: Optional[Sequence[float]],
+                   std: Optional[Sequence[float]]) -> None:
+    """Refuse a normalisation that cannot give finite images, naming the config field.
+
+    A std of 0 divides by zero: every image becomes inf/NaN, and a run would validate on
+    non-finite features instead of stopping.
+
+    Args:
+        field (str): the config path of the owner, e.g. ``'model.data_preprocessor'``.
+        mean (Sequence[float], optional): per-channel means (None: not given, not checked).
+        std (Sequence[float], optional): per-channel stds (None: not checked).
+
+    Raises:
+        ValueError: a mean or std value is not a finite number, or a std is <= 0.
+    """
+    for name, values in (('mean', mean), ('std', std)):
+        if values is None:
+            continue
+        try:
+            numbers = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise ValueError(f'{field}.{name} must be a sequence of numbers, got '
+                             f'{values!r}') from None
+        if not numbers or not all(math.isfinite(v) for v in numbers) or (
+                name == 'std' and any(v <= 0 for v in numbers)):
+            need = 'finite numbers > 0' if name == 'std' else 'finite numbers'
+            raise ValueError(f'{field}.{name} must be {need} (images are normalised as '
+                             f'(x - mean) / std), got {list(values)}; ImageNet\'s, on 0-255 '
+                             f'RGB values, are mean (123.675, 116.28, 103.53), std (58.395, '
+                             f'57.12, 57.375)')
 
 
 @MODELS.register_module()
@@ -30,8 +63,8 @@ class SAIPDataPreprocessor(BaseDataPreprocessor):
             'reference', 'instance_mask', 'roi_mask'), all of the SAIP reference recipe.
         mean (Sequence[float]): RGB mean of plain image batches. Defaults to ImageNet's
             (123.675, 116.28, 103.53), the pipeline's.
-        std (Sequence[float]): RGB std of plain image batches. Defaults to ImageNet's
-            (58.395, 57.12, 57.375).
+        std (Sequence[float]): RGB std of plain image batches, finite and > 0 (checked at
+            build). Defaults to ImageNet's (58.395, 57.12, 57.375).
         to_rgb (bool): plain images arrive BGR (OpenCV decoding) and are flipped to RGB.
             Defaults to True.
         non_blocking (bool): non-blocking host-to-device copies. Defaults to False.
@@ -44,6 +77,7 @@ class SAIPDataPreprocessor(BaseDataPreprocessor):
                  to_rgb: bool = True,
                  non_blocking: Optional[bool] = False) -> None:
         super().__init__(non_blocking=non_blocking)
+        check_mean_std('model.data_preprocessor', mean, std)
         self.view_keys = tuple(view_keys)
         self.to_rgb = to_rgb
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1),

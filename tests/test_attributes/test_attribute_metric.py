@@ -56,3 +56,18 @@ def test_metric_from_data_samples_both_label_formats():
     res = evaluator.evaluate(4)
     assert res['attribute/mA'] == pytest.approx(75.0)
     assert res['attribute/accuracy'] == pytest.approx(100 * (2 / 3 + 1 / 2 + 0 + 1) / 4)
+
+
+def test_non_finite_scores_are_refused_not_counted_absent():
+    """NaN >= thr is False: a NaN score would silently count as an absent attribute."""
+    metric = AttributeMetric()
+    scores = np.where(PRED == 1, 0.9, 0.1).astype(np.float32)
+    scores[1, 2], scores[3, 0] = np.nan, np.inf
+    metric.process(None, [DataSample().set_pred_score(torch.tensor(s))
+                          .set_gt_score(torch.tensor(g, dtype=torch.float32)).to_dict()
+                          for s, g in zip(scores, GT)])
+    with pytest.raises(ValueError) as err:
+        metric.compute_metrics(metric.results)
+    msg = str(err.value)
+    assert msg.startswith('AttributeMetric: 2 of 4 samples have non-finite scores')
+    assert 'model.data_preprocessor.std' in msg and 'diverged model' in msg

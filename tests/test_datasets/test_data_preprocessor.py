@@ -1,6 +1,10 @@
 """SAIPDataPreprocessor (saip_mm/models/data_preprocessor.py), tested beside the pipeline."""
+import math
+from pathlib import Path
+
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.dataset import default_collate, pseudo_collate
 
 from mmpretrain.registry import MODELS
@@ -69,3 +73,25 @@ def test_plain_image_batches_are_stacked_flipped_to_rgb_and_normalised():
     assert torch.allclose(images[0, :, 0, 0], expected)
     with pytest.raises(ValueError, match='different sizes'):
         pre(dict(inputs=[bgr, torch.zeros(3, 5, 2, dtype=torch.uint8)]))
+
+
+@pytest.mark.parametrize('field, value', [('std', [0, 0, 0]), ('std', [58.4, -1.0, 57.4]),
+                                          ('std', [math.inf] * 3), ('mean', [math.nan, 0, 0])])
+def test_a_normalisation_without_finite_images_is_refused_at_build(field, value):
+    """A std of 0 made every evaluation image inf/NaN, and the demo then saved a "best"
+    checkpoint on their features; the pipeline's own normalisation refused it already."""
+    with pytest.raises(ValueError) as err:
+        MODELS.build(dict(type='SAIPDataPreprocessor', **{field: value}))
+    assert str(err.value).startswith(f'model.data_preprocessor.{field} must be finite numbers')
+    assert repr(value) in str(err.value)
+
+
+def test_the_demo_config_refuses_a_zero_std_from_the_command_line():
+    """``--cfg-options 'model.data_preprocessor.std=[0,0,0]'`` on the demo config."""
+    root = Path(__file__).resolve().parents[2]
+    cfg = Config.fromfile(str(root / 'configs' / 'saip' /
+                              'saip_vit-tiny-p16_1xb32-demo_vtest-256x128.py'))
+    cfg.merge_from_dict({'model.data_preprocessor.std': [0, 0, 0]})
+    with pytest.raises(ValueError, match=r'model\.data_preprocessor\.std must be finite numbers '
+                                         r'> 0 .*got \[0, 0, 0\]'):
+        MODELS.build(cfg.model)

@@ -4,17 +4,21 @@ All runs use the micro SAIP model (tests/data/configs/saip_micro_toy.py) on gene
 in this process (no interpreter start per run).
 """
 import json
+import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmpretrain.registry import HOOKS
+from mmengine.logging import MessageHub, MMLogger
+from mmengine.visualization import LocalVisBackend
+from mmpretrain.registry import HOOKS, VISBACKENDS
 
-from saip_mm.engine.hooks import CollapseError, SAIPHealthHook
-from saip_testlib import MICRO_CONFIG, micro_runner  # also registers _CrashHook
+from saip_mm.engine.hooks import CollapseError, SAIPHealthHook, TrainingCurvesHook
+from saip_testlib import MICRO_CONFIG, LogRecords, micro_runner  # also registers _CrashHook
 
 ROOT = Path(__file__).resolve().parents[2]
 MICRO_ARCH = dict(embed_dims=32, num_layers=8, num_heads=2, feedforward_channels=64)
@@ -44,6 +48,18 @@ class _ForceCollapseHook(Hook):
                 vit.ln1.bias.copy_(bias)
 
 
+@VISBACKENDS.register_module()
+class _CloseProbeVisBackend(LocalVisBackend):
+    """A LocalVisBackend that records the steps of its scalars and whether it was closed."""
+    steps, closed = [], []
+
+    def add_scalars(self, scalar_dict, step=0, file_path=None, **kwargs):
+        _CloseProbeVisBackend.steps.append(step)
+        super().add_scalars(scalar_dict, step, file_path, **kwargs)
+
+    def close(self):
+        _CloseProbeVisBackend.closed.append(True)
+        super().close()
 
 
 def _state(path: Path) -> dict:
@@ -142,25 +158,130 @@ def test_online_metric_equals_reid_frozen_eval_on_the_exported_weights(person_fo
     assert report['results']['random']['mAP'] != pytest.approx(offline['mAP'], abs=1e-3)
 
 
+COLLAPSE = (dict(type='_ForceCollapseHook'),
+            dict(type='SAIPHealthHook', interval=1, patience=3, on_collapse='stop'))
+
+
 def test_alarm_fires_on_a_forced_collapse_and_stops(person_folder, tmp_path):
     """Every image mapped to one feature (lr 0 keeps it so): RankMe 1 and cosine 1 at every
     check; after `patience` checks the run stops with CollapseError before that iteration's
-    checkpoint, and the warning names the metric, its value, the limit and the iteration."""
+    checkpoint, and the warning names the metric, its value, the limit and the iteration.
+    On the way out the curves are written with every point up to the stop (the alarm's own
+    iteration included), and the visualizer's backends are closed."""
+    _CloseProbeVisBackend.steps, _CloseProbeVisBackend.closed = [], []
     work = tmp_path / 'collapsed'
-    runner = micro_runner(work, person_folder, iters=6, hooks=(
-        dict(type='_ForceCollapseHook'),
-        dict(type='SAIPHealthHook', interval=1, patience=3, on_collapse='stop')),
+    runner = micro_runner(work, person_folder, iters=6, hooks=COLLAPSE + (
+        dict(type='TrainingCurvesHook', loss_interval=1), ),
+        visualizer=dict(vis_backends=[dict(type='_CloseProbeVisBackend')]),
         **{'optim_wrapper.optimizer.lr': 0.0})
     with pytest.raises(CollapseError) as err:
         runner.train()
     msg = str(err.value)
     assert 'collapse' in msg and 'iteration 3' in msg and 'since iteration 1' in msg
     assert 'cosine_student=1.0000 > 0.99' in msg
-    # checkpoints of iterations 1 and 2 were written during the unhealthy checks: said so
-    assert 'iter_2.pth was written after the first unhealthy check' in msg
+    # last_checkpoint names iteration 2's, newer than the weights the first unhealthy check
+    # measured (those after iteration 0): said so
+    assert 'iter_2.pth (after iteration 2), does not predate the unhealthy checks' in msg
     assert not (work / 'iter_3.pth').exists()
     log = next(work.glob('*/*.log')).read_text()
     assert 'WARNING' in log and 'representation collapse suspected at iteration 3' in log
+
+    curves = json.loads((work / 'curves.json').read_text())
+    for key in ('health/cosine_student', 'health/rankme_teacher', 'loss_csm', 'loss_csr'):
+        assert [p[0] for p in curves[key]] == [1, 2, 3], key
+    assert curves['health/cosine_student'][-1][1] == pytest.approx(1.0, abs=1e-4)
+    assert (work / 'curves.png').stat().st_size > 1000
+    assert 3 in _CloseProbeVisBackend.steps and _CloseProbeVisBackend.closed == [True]
+
+
+def test_the_alarm_streak_survives_a_resume(person_folder, tmp_path):
+    """Two unhealthy checks, then the run ends (as a kill would after its checkpoint); the
+    resumed run's first check is the third consecutive one: the alarm fires there, counting
+    from iteration 1, not three checks later."""
+    work = tmp_path / 'collapsed'
+    options = {'optim_wrapper.optimizer.lr': 0.0}
+    micro_runner(work, person_folder, iters=2, hooks=COLLAPSE, **options).train()
+    saved = torch.load(work / 'iter_2.pth', map_location='cpu')['saip_health']
+    assert saved == dict(streak={'cosine_student': 2}, first_bad={'cosine_student': 1})
+    resumed = micro_runner(work, person_folder, iters=3, hooks=COLLAPSE, resume=True, **options)
+    with pytest.raises(CollapseError) as err:
+        resumed.train()
+    assert 'collapse suspected at iteration 3' in str(err.value)
+    assert 'since iteration 1' in str(err.value)
+    # weights loaded with load_from start a new count: three more checks
+    fresh = micro_runner(tmp_path / 'fresh', person_folder, iters=3, hooks=COLLAPSE,
+                         load_from=str(work / 'iter_2.pth'), **options)
+    with pytest.raises(CollapseError, match='at iteration 3: .* since iteration 1'):
+        fresh.train()
+
+
+@pytest.mark.parametrize('ckpt_iter, predates', [(3, True), (4, False), (5, False)])
+def test_the_stop_judges_the_last_checkpoint_by_its_iteration(tmp_path, ckpt_iter, predates):
+    """First unhealthy check at iteration 5: it measured the weights after iteration 4, so the
+    checkpoint of iteration 4 (meta iter 4) is already unhealthy, that of 3 predates it. A
+    newer best checkpoint does not count: only the one `last_checkpoint` names."""
+    ckpt = tmp_path / f'iter_{ckpt_iter}.pth'
+    torch.save(dict(meta=dict(iter=ckpt_iter)), ckpt)
+    torch.save(dict(meta=dict(iter=9)), tmp_path / 'best_reid_mAP_iter_9.pth')
+    runner = SimpleNamespace(work_dir=str(tmp_path))
+    assert SAIPHealthHook._newest_checkpoint(runner, 5) == \
+        'No checkpoint was written before the alarm.'
+    (tmp_path / 'last_checkpoint').write_text(str(ckpt))
+    where = SAIPHealthHook._newest_checkpoint(runner, 5)
+    assert f'{ckpt} (after iteration {ckpt_iter}), ' in where
+    if predates:
+        assert 'predates the unhealthy checks' in where and 'does not' not in where
+    else:
+        assert 'does not predate the unhealthy checks' in where
+    assert 'the first, at iteration 5, measured the weights after iteration 4' in where
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'gone.pth'))
+    assert 'could not be read' in SAIPHealthHook._newest_checkpoint(runner, 5)
+
+
+def test_nan_health_values_are_logged_drawn_and_leave_the_streak_alone(tmp_path):
+    """NaN checks (non-finite features) neither extend nor end a streak; the log, the
+    visualizer and the curves take them without an error."""
+    logged, closed = [], []
+    runner = SimpleNamespace(
+        model=SimpleNamespace(health=None), iter=0, work_dir=str(tmp_path),
+        message_hub=MessageHub.get_instance('nan_health_test'),
+        logger=MMLogger.get_instance('nan_health_test'),
+        visualizer=SimpleNamespace(add_scalars=lambda scalars, step: logged.append(step),
+                                   close=lambda: closed.append(True)))
+    records = LogRecords()
+    runner.logger.addHandler(records)
+    hook = SAIPHealthHook(interval=1, patience=2, on_collapse='stop')
+    curves = TrainingCurvesHook(loss_interval=100)
+    hook.before_train(runner)
+    values = [0.995, math.nan, 0.5, 0.995, math.nan, 0.999]
+    with pytest.raises(CollapseError, match='at iteration 6: cosine_student=0.9990 > 0.99 at 2 '
+                                            'consecutive checks .* since iteration 4'):
+        for i, value in enumerate(values):
+            runner.iter = i
+            runner.model.health = dict(cosine_student=value, rankme_student=math.nan)
+            hook.after_train_iter(runner, i)
+            curves.record(runner, i + 1)
+    assert logged == [1, 2, 3, 4, 5, 6] and closed == [True]
+    assert sum('not finite' in m and 'cosine_student' in m for m in records.messages) == 2
+    assert 'Health(iter 2): cosine_student: nan' in '\n'.join(records.messages)
+    curves.write(runner)
+    saved = json.loads((tmp_path / 'curves.json').read_text())
+    assert [p[0] for p in saved['health/cosine_student']] == [1, 2, 3, 4, 5]
+    assert math.isnan(saved['health/cosine_student'][1][1])
+    assert (tmp_path / 'curves.png').stat().st_size > 1000
+
+
+def test_nan_at_a_health_check_ends_in_the_named_nan_stop(person_folder, tmp_path):
+    """A health check due at the step whose inputs are infinite (a pipeline std of 1e-30):
+    the health metrics give NaN instead of raising torch's LinAlgError from the SVD, and the
+    NaN stop of SAIP.parse_losses names the loss terms (the check that every rank reaches, so
+    a distributed run stops everywhere instead of hanging in the loss all-reduce)."""
+    runner = micro_runner(tmp_path / 'work', person_folder, iters=2,
+                          hooks=(dict(type='SAIPHealthHook', interval=1), ),
+                          **{'train_dataloader.dataset.pipeline.1.std': [1e-30] * 3})
+    with pytest.raises(FloatingPointError,
+                       match='SAIP: non-finite loss at iteration 1: loss_csm=nan'):
+        runner.train()
 
 
 def test_alarm_stays_silent_on_a_healthy_micro_run(person_folder, tmp_path):

@@ -213,6 +213,12 @@ def test_bad_arguments_and_inputs_are_named():
         MODELS.build(dict(type='SAIPBatchViewsPreprocessor', chunk_size=0))
     with pytest.raises(ValueError, match='blur_prob'):
         MODELS.build(dict(type='SAIPBatchViewsPreprocessor', global_views=dict(blur_prob=(1, ))))
+    for group, field, value in (('global_views', 'std', [float('inf')] * 3),
+                                ('local_views', 'std', [0, 0, 0]),
+                                ('reference', 'mean', [float('nan'), 0, 0])):
+        with pytest.raises(ValueError, match=rf'model\.data_preprocessor\.{group}\.{field} '
+                                             r'must be finite numbers'):
+            MODELS.build(dict(type='SAIPBatchViewsPreprocessor', **{group: {field: value}}))
     pre = MODELS.build(dict(type='SAIPBatchViewsPreprocessor'))
     batch = batch_of(person_image(), 1)
     with pytest.raises(KeyError, match='view `bg_img` is missing'):

@@ -95,3 +95,30 @@ def test_metric_reads_any_model_predictions():
     metric = ReIDMetric()
     with pytest.raises(KeyError, match='meta_keys'):
         metric.process(None, [dict(pred_feature=torch.ones(2), pid=1, camid=1)])
+
+
+def test_non_finite_features_are_refused_not_ranked():
+    """A NaN/inf feature (a zero std, a diverged model) ranks arbitrarily into a number that
+    save_best would keep; the metric refuses it, counting the rows and naming the causes."""
+    samples = []
+    for (feat, pid, cam), role in [(r, 'query') for r in QUERY] + [(r, 'gallery') for r in GALLERY]:
+        samples.append(dict(pred_feature=torch.tensor([feat, 1.0]), pid=pid, camid=cam,
+                            split=role))
+    samples[1]['pred_feature'] = torch.tensor([math.nan, 1.0])  # a query
+    samples[4]['pred_feature'] = torch.tensor([math.inf, math.inf])  # gallery g1
+    samples[5]['pred_feature'] = torch.tensor([-math.inf, 0.0])  # gallery g2
+    metric = ReIDMetric()
+    metric.process(None, samples)
+    with pytest.raises(ValueError) as err:
+        metric.compute_metrics(metric.results)
+    msg = str(err.value)
+    assert msg.startswith('ReIDMetric: 1 of 3 query features and 2 of 7 gallery features are '
+                          'not finite')
+    assert 'model.data_preprocessor.std' in msg and 'diverged model' in msg
+    # the function too (reid_frozen_eval ranks through it)
+    qf, q_pids, q_cams = split(QUERY)
+    gf, g_pids, g_cams = split(GALLERY)
+    gf[3, 0] = math.nan
+    with pytest.raises(ValueError, match='reid_metrics: 0 of 3 query features and 1 of 7 '
+                                         'gallery features are not finite'):
+        reid_metrics(qf, q_pids, q_cams, gf, g_pids, g_cams)

@@ -82,3 +82,21 @@ def test_metric_names_missing_fields():
     metric = TextPersonRetrievalMetric()
     with pytest.raises(KeyError, match=r"lacks \['text_features'\]"):
         metric.process({}, [dict(image_feature=torch.ones(2), pid=1)])
+
+
+def test_non_finite_embeddings_are_refused_not_ranked():
+    e0, e1 = torch.tensor([1., 0.]), torch.tensor([0., 1.])
+    metric = TextPersonRetrievalMetric()
+    metric.process({}, [dict(image_feature=e0, text_features=torch.stack([e0, e1]), pid=1),
+                        dict(image_feature=torch.tensor([math.nan, 1.]),
+                             text_features=torch.tensor([[math.inf, 0.]]), pid=2)])
+    with pytest.raises(ValueError) as err:
+        metric.compute_metrics(metric.results)
+    msg = str(err.value)
+    assert msg.startswith('TextPersonRetrievalMetric: 1 of 2 image features and 1 of 3 '
+                          'caption features are not finite')
+    assert 'model.data_preprocessor.std' in msg and 'diverged model' in msg
+    similarity = SIMILARITY.clone()
+    similarity[2, 1] = math.nan
+    with pytest.raises(ValueError, match='text_to_image_metrics: 1 of 3 query similarity rows'):
+        text_to_image_metrics(similarity, QUERY_PIDS, GALLERY_PIDS)

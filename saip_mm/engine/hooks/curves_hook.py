@@ -1,4 +1,5 @@
 """Curves of a run a person looks at: validation metrics, health metrics and losses."""
+import functools
 import json
 import os
 import os.path as osp
@@ -6,6 +7,7 @@ from typing import Dict, List, Optional
 
 from mmengine.dist import master_only
 from mmengine.hooks import Hook
+from mmengine.runner import BaseLoop
 from mmpretrain.registry import HOOKS
 
 from .health_hook import HEALTH_PREFIX
@@ -69,6 +71,14 @@ class TrainingCurvesHook(Hook):
     its whole history. The scalars also reach every ``vis_backends`` entry (TensorBoard, W&B)
     through MMEngine's logger and :class:`SAIPHealthHook`.
 
+    A run that stops on an exception (the collapse alarm's ``CollapseError``, the NaN stop,
+    a data error, Ctrl-C) writes them too: MMEngine's ``Runner.train`` calls ``after_run``
+    only when the loop returns, so in ``before_run`` this hook wraps the train loop's
+    ``run`` to write on the way out, re-raising the exception unchanged. The failing
+    iteration's points are kept when that iteration had already logged them, i.e. when
+    :class:`SAIPHealthHook` had logged its check (the alarm raises right after that; the
+    losses of the iteration were in the message hub before it).
+
     Args:
         loss_interval (int): iterations per loss point. Defaults to 10.
         filename (str): base name of the JSON and PNG files. Defaults to 'curves'.
@@ -120,14 +130,48 @@ class TrainingCurvesHook(Hook):
                 merged.update({int(i): float(v) for i, v in points if i <= runner.iter})
                 self.series[key] = [[i, merged[i]] for i in sorted(merged)]
 
+    def before_run(self, runner) -> None:
+        """Make the train loop write the curves when an exception leaves it (see above)."""
+        loop = getattr(runner, '_train_loop', None)  # built by Runner.train before before_run
+        if not isinstance(loop, BaseLoop) or getattr(loop.run, '_writes_curves', False):
+            return
+        run = loop.run
+
+        @functools.wraps(run)
+        def run_writing_curves_on_error(*args, **kwargs):
+            try:
+                return run(*args, **kwargs)
+            except BaseException:
+                self.write_on_error(runner)
+                raise
+
+        run_writing_curves_on_error._writes_curves = True
+        loop.run = run_writing_curves_on_error
+
+    def write_on_error(self, runner) -> None:
+        """Record the failing iteration's logged points, then write; never raise."""
+        try:
+            it = runner.iter + 1  # the iteration in progress (not yet counted)
+            if runner.message_hub.get_info('health_iter') == it:
+                # SAIPHealthHook logged this iteration's check (runtime-info hook ran before it)
+                self.record(runner, it)
+            self.write(runner)
+        except Exception as e:  # the original exception is what the user must see
+            runner.logger.warning(f'TrainingCurvesHook: could not write the curves while the '
+                                  f'run stops: {type(e).__name__}: {e}')
+
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        it = runner.iter + 1
+        self.record(runner, runner.iter + 1)
+
+    def record(self, runner, it: int) -> None:
+        """Add iteration ``it``'s health check and loss point (every ``loss_interval``) from
+        the message hub."""
         hub = runner.message_hub
         if hub.get_info('health_iter') == it:
             for key, buffer in hub.log_scalars.items():
                 if key.startswith(HEALTH_PREFIX):
                     self._add(key, it, buffer.current())
-        if self.every_n_train_iters(runner, self.loss_interval):
+        if it % self.loss_interval == 0:
             for key, buffer in hub.log_scalars.items():
                 if key.startswith('train/loss'):
                     self._add(key[len('train/'):], it, buffer.mean(self.loss_interval))

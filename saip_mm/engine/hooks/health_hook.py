@@ -1,4 +1,5 @@
 """Label-free health metrics of a SAIP run, and an alarm when they say it collapsed."""
+import math
 import os.path as osp
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -19,6 +20,21 @@ DEFAULT_COLLAPSE_RULES: Dict[str, Tuple[str, float]] = {
 
 _OPS = {'<': lambda v, t: v < t, '>': lambda v, t: v > t}
 
+#: Checkpoint key of the alarm's state (so a resumed run goes on counting its streak).
+CHECKPOINT_KEY = 'saip_health'
+
+
+def checkpoint_iteration(path: str) -> Optional[int]:
+    """The ``meta['iter']`` of a Runner checkpoint (finished iterations), None if unreadable.
+
+    The file is memory-mapped: only the pickled metadata is read, not the weights.
+    """
+    try:
+        ckpt = torch.load(path, map_location='cpu', mmap=True)
+        return int(ckpt['meta']['iter'])
+    except Exception:  # a remote path, another format, a file being replaced: not judged
+        return None
+
 
 class CollapseError(RuntimeError):
     """A run stopped by :class:`SAIPHealthHook` because its representation collapsed."""
@@ -38,10 +54,21 @@ class SAIPHealthHook(Hook):
 
     **Collapse alarm**: when one metric crosses its rule in ``collapse_rules`` at ``patience``
     consecutive checks, a warning names the metric, its value, the limit and the iteration,
-    and says "collapse". With ``on_collapse='stop'`` the run then raises
-    :class:`CollapseError` before this iteration's checkpoint is written (this hook runs before
-    the checkpoint hook), so the newest checkpoint predates the alarm; the error names it and
-    says whether it was written during the unhealthy checks.
+    and says "collapse". The streak lives in checkpoints: a resumed run goes on counting it
+    (weights loaded with ``load_from`` start a new count). A NaN value (non-finite features:
+    the step's loss is then non-finite too, and ``SAIP.parse_losses`` stops the run naming
+    the loss terms) is logged with a warning and neither extends nor ends a streak.
+
+    With ``on_collapse='stop'`` the run then raises :class:`CollapseError` before this
+    iteration's checkpoint is written (this hook runs before the checkpoint hook), after
+    closing the visualizer's backends (TensorBoard, W&B flush what they hold); the curves
+    of :class:`TrainingCurvesHook` are written on the way out with every point up to the stop.
+    The error names the checkpoint ``last_checkpoint`` points to (the one ``--resume``
+    takes) and judges it by the iteration in its meta: a checkpoint of iteration ``k``
+    (``meta['iter']``, finished iterations) holds the weights after ``k`` steps, which are
+    what the check of iteration ``k + 1`` (``runner.iter + 1``) measures. With the first
+    unhealthy check at iteration ``f`` it therefore predates the unhealthy checks iff
+    ``k <= f - 2``; ``k = f - 1`` holds the very weights found unhealthy.
 
     Default rule, measured (README, "Seeing what a run learns"): ``cosine_student > 0.99``
     (every image gets nearly the same feature). Over iterations 5–40, a healthy ViT-Tiny demo
@@ -87,11 +114,10 @@ class SAIPHealthHook(Hook):
         self.interval = interval
         self.patience = patience
         self.on_collapse = on_collapse
+        # per rule: consecutive crossing checks, and the iteration of the first of them
         self._streak: Dict[str, int] = {}
         self._first_bad: Dict[str, int] = {}
-        # iteration of the newest checkpoint saved or resumed from (read from its meta: the
-        # file name counts epochs in an epoch-based run)
-        self._ckpt_iter: Optional[int] = None
+        self._loaded: Optional[dict] = None
 
     @staticmethod
     def _model(runner):
@@ -99,10 +125,22 @@ class SAIPHealthHook(Hook):
         return model.module if is_model_wrapper(model) else model
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        self._ckpt_iter = checkpoint.get('meta', {}).get('iter', runner.iter)
+        # Saved in after_train_iter after this hook's check of the same iteration: the streak
+        # includes it, and a run resumed from here continues with the next check.
+        checkpoint[CHECKPOINT_KEY] = dict(streak=dict(self._streak),
+                                          first_bad=dict(self._first_bad))
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        self._ckpt_iter = checkpoint.get('meta', {}).get('iter')
+        self._loaded = checkpoint.get(CHECKPOINT_KEY)
+
+    def before_train(self, runner) -> None:
+        loaded, self._loaded = self._loaded, None
+        self._streak, self._first_bad = {}, {}
+        # only a resumed run continues the count, not weights loaded with load_from
+        if loaded is None or runner.iter == 0:
+            return
+        self._streak = {k: int(v) for k, v in loaded.get('streak', {}).items()}
+        self._first_bad = {k: int(v) for k, v in loaded.get('first_bad', {}).items()}
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if self.every_n_train_iters(runner, self.interval):
@@ -125,6 +163,12 @@ class SAIPHealthHook(Hook):
         runner.visualizer.add_scalars({HEALTH_PREFIX + k: v for k, v in health.items()}, step=it)
         runner.logger.info(f'Health(iter {it}): ' +
                            '  '.join(f'{k}: {v:.4f}' for k, v in health.items()))
+        not_finite = sorted(k for k, v in health.items() if not math.isfinite(v))
+        if not_finite:
+            runner.logger.warning(
+                f'Health(iter {it}): {not_finite} not finite: the features of this step hold '
+                f'NaN/inf (check the inputs: data_preprocessor or pipeline mean/std, and the '
+                f'lr). These values count neither towards nor against the collapse rules.')
         self._check(runner, health, it)
 
     @staticmethod
@@ -143,6 +187,8 @@ class SAIPHealthHook(Hook):
             if name not in health:
                 continue
             value = health[name]
+            if not math.isfinite(value):  # no evidence either way: the streak stays
+                continue
             if not _OPS[op](value, limit):
                 self._streak[name] = 0
                 continue
@@ -158,18 +204,41 @@ class SAIPHealthHook(Hook):
                        f'or check the data. Thresholds: SAIPHealthHook(collapse_rules=...).')
             runner.logger.warning(message)
             if self.on_collapse == 'stop':
-                where = self._newest_checkpoint(runner, self._ckpt_iter, self._first_bad[name])
+                where = self._newest_checkpoint(runner, self._first_bad[name])
+                # MMEngine closes the backends only in after_run, which an exception skips;
+                # TrainingCurvesHook writes its curves on the way out by itself.
+                runner.visualizer.close()
                 raise CollapseError(f'SAIP: stopped: {message} {where}')
 
     @staticmethod
-    def _newest_checkpoint(runner, ckpt_iter: Optional[int], first_bad: int) -> str:
-        """Where the run can restart from, and whether that checkpoint is already unhealthy."""
+    def _newest_checkpoint(runner, first_bad: int) -> str:
+        """Where the run can restart from, and whether that checkpoint is already unhealthy.
+
+        Judges the checkpoint ``<work_dir>/last_checkpoint`` names (what ``--resume`` takes;
+        not a best checkpoint, nor ``load_from``) by the iteration in its meta, ``k``: it holds
+        the weights after ``k`` steps, measured by the check of iteration ``k + 1``. It
+        predates the unhealthy checks iff ``k + 1 < first_bad``.
+
+        Args:
+            runner (Runner): the runner (its ``work_dir``).
+            first_bad (int): the iteration (1-based, ``runner.iter + 1``) of the first
+                unhealthy check.
+        """
         pointer = osp.join(runner.work_dir, 'last_checkpoint')
         if not osp.isfile(pointer):
             return 'No checkpoint was written before the alarm.'
         with open(pointer) as f:
             ckpt = f.read().strip()
-        if ckpt_iter is not None and ckpt_iter >= first_bad:
-            return (f'The newest checkpoint {ckpt} was written after the first unhealthy check '
-                    f'(iteration {first_bad}); resume from an earlier one.')
-        return f'The newest checkpoint, {ckpt}, predates the unhealthy checks.'
+        ckpt_iter = checkpoint_iteration(ckpt)
+        if ckpt_iter is None:
+            return (f'The newest checkpoint is {ckpt}; its iteration could not be read, so '
+                    f'whether it predates the first unhealthy check (iteration {first_bad}) is '
+                    f'unknown.')
+        if ckpt_iter + 1 >= first_bad:
+            return (f'The newest checkpoint, {ckpt} (after iteration {ckpt_iter}), does not '
+                    f'predate the unhealthy checks: the first, at iteration {first_bad}, '
+                    f'measured the weights after iteration {first_bad - 1}; resume from an '
+                    f'earlier one.')
+        return (f'The newest checkpoint, {ckpt} (after iteration {ckpt_iter}), predates the '
+                f'unhealthy checks (the first, at iteration {first_bad}, measured the weights '
+                f'after iteration {first_bad - 1}).')

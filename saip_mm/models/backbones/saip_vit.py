@@ -9,6 +9,7 @@ from mmpretrain.registry import MODELS
 from torch import Tensor
 
 from saip_mm.models.utils.partial_block import encoder_layer_rows, finish_block
+from saip_mm.models.utils.precision import autocast_off
 
 
 def last_block_relations(layer: torch.nn.Module, x: Tensor,
@@ -31,9 +32,11 @@ def last_block_relations(layer: torch.nn.Module, x: Tensor,
     qkv = attn.qkv(layer.ln1(x)).reshape(B, N, 3, attn.num_heads, attn.head_dims)
     q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, head_dim)
     scale = attn.head_dims**-0.5
-    # Softmax in float32: the maps feed a KL term, which is fragile under fp16.
-    rel_qk = (q.float() @ k.float().transpose(-2, -1) * scale).softmax(dim=-1)
-    rel_vv = (v.float() @ v.float().transpose(-2, -1) * scale).softmax(dim=-1)
+    # Products and softmax in float32: the maps feed a KL term, which is fragile under fp16
+    # (autocast off: it would run the matmuls of the .float() inputs in bf16/fp16 anyway).
+    with autocast_off(q):
+        rel_qk = (q.float() @ k.float().transpose(-2, -1) * scale).softmax(dim=-1)
+        rel_vv = (v.float() @ v.float().transpose(-2, -1) * scale).softmax(dim=-1)
     if cls_only:
         x, rel_rows = x[:, :1], rel_qk[:, :, :1]
     else:

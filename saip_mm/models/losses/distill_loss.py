@@ -6,6 +6,7 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
+from ..utils.precision import autocast_off
 from .utils import check_loss_weight
 
 
@@ -16,7 +17,8 @@ def global_alignment(student: Tensor, teacher: Tensor) -> Tensor:
         student (Tensor): (B, C) projected student features.
         teacher (Tensor): (B, C) teacher features.
     """
-    return (1 - F.cosine_similarity(student.float(), teacher.float(), dim=-1)).mean()
+    with autocast_off(student):  # float32 even inside an autocast region
+        return (1 - F.cosine_similarity(student.float(), teacher.float(), dim=-1)).mean()
 
 
 def patch_alignment(student: Tensor, teacher: Tensor) -> Tensor:
@@ -30,14 +32,20 @@ def patch_alignment(student: Tensor, teacher: Tensor) -> Tensor:
         student (Tensor): (B, N, C) projected student tokens.
         teacher (Tensor): (B, N, C) teacher tokens at the same positions.
     """
-    target = F.layer_norm(teacher.float(), teacher.shape[-1:], eps=1e-6)
-    return (student.float() - target).pow(2).mean()
+    with autocast_off(student):
+        target = F.layer_norm(teacher.float(), teacher.shape[-1:], eps=1e-6)
+        return (student.float() - target).pow(2).mean()
 
 
 def token_relations(tokens: Tensor, temperature: float) -> Tensor:
-    """Row-wise log-softmax of the token-to-token cosine similarities / temperature, (B, N, N)."""
-    x = F.normalize(tokens.float(), dim=-1)
-    return (x @ x.transpose(1, 2) / temperature).log_softmax(dim=-1)
+    """Row-wise log-softmax of the token-to-token cosine similarities / temperature, (B, N, N).
+
+    In float32 even inside an autocast region (the matmul would otherwise run in bf16/fp16:
+    cosines near 1 lose their differences, which the low temperature then amplifies).
+    """
+    with autocast_off(tokens):
+        x = F.normalize(tokens.float(), dim=-1)
+        return (x @ x.transpose(1, 2) / temperature).log_softmax(dim=-1)
 
 
 def relation_alignment(student: Tensor, teacher: Tensor, temperature: float = 0.1) -> Tensor:

@@ -5,12 +5,24 @@ Python float; none needs labels. A collapsed run maps every image to (almost) th
 RankMe falls towards 1, the mean cosine between different images rises towards 1, the CSM
 teacher's output entropy goes to 0 (one prototype) or to its maximum (uniform), and the student
 trivially agrees with the teacher.
+
+A health check never stops a run: non-finite inputs (a step whose loss turns NaN, images
+made infinite by a zero std) give NaN, and so does an SVD that does not converge; the NaN stop
+of ``SAIP.parse_losses`` then names the loss terms. Every function computes in float32, with
+autocast off on the inputs' device (under autocast a matmul would otherwise run in bf16/fp16
+whatever its inputs).
 """
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .precision import autocast_off
+
+
+def _finite(*tensors: Tensor) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
 def rankme(features: Tensor, eps: float = 1e-7) -> float:
@@ -26,11 +38,19 @@ def rankme(features: Tensor, eps: float = 1e-7) -> float:
         eps (float): added to each normalised singular value. Defaults to 1e-7.
 
     Returns:
-        float: the effective rank.
+        float: the effective rank; NaN when a feature is not finite or the SVD fails.
     """
-    s = torch.linalg.svdvals(features.detach().float())
-    p = s / s.sum().clamp_min(1e-12) + eps
-    return math.exp(float(-(p * p.log()).sum()))
+    features = features.detach()
+    with autocast_off(features):
+        features = features.float()
+        if not _finite(features):  # the SVD of NaN/inf raises
+            return math.nan
+        try:
+            s = torch.linalg.svdvals(features)
+        except torch.linalg.LinAlgError:  # no convergence (ill-conditioned, huge values)
+            return math.nan
+        p = s / s.sum().clamp_min(1e-12) + eps
+        return math.exp(float(-(p * p.log()).sum()))
 
 
 def mean_offdiag_cosine(features: Tensor) -> float:
@@ -41,14 +61,19 @@ def mean_offdiag_cosine(features: Tensor) -> float:
 
     Returns:
         float: the mean of the N·(N−1) off-diagonal cosines (1 when all rows point the same
-        way; 0 for zero rows).
+        way; 0 for zero rows); NaN when a feature is not finite.
     """
     n = features.shape[0]
     if n < 2:
         raise ValueError(f'mean_offdiag_cosine needs at least 2 rows, got {n}')
-    z = F.normalize(features.detach().float(), dim=-1)
-    sim = z @ z.t()
-    return float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
+    features = features.detach()
+    with autocast_off(features):
+        features = features.float()
+        if not _finite(features):
+            return math.nan
+        z = F.normalize(features, dim=-1)
+        sim = z @ z.t()  # (N, N)
+        return float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
 
 
 def entropy_ratio(teacher_logits: Tensor, center: Tensor, temperature: float) -> float:
@@ -63,11 +88,16 @@ def entropy_ratio(teacher_logits: Tensor, center: Tensor, temperature: float) ->
         temperature (float): the teacher temperature τ_t.
 
     Returns:
-        float: mean entropy / log K, in [0, 1].
+        float: mean entropy / log K, in [0, 1]; NaN when a logit or the centre is not finite.
     """
-    logp = F.log_softmax((teacher_logits.detach().float() - center) / temperature, dim=-1)
-    entropy = -(logp.exp() * logp).sum(dim=-1).mean()
-    return float(entropy / math.log(teacher_logits.shape[-1]))
+    teacher_logits = teacher_logits.detach()
+    with autocast_off(teacher_logits):
+        logits, center = teacher_logits.float(), center.detach().float()
+        if not _finite(logits, center):
+            return math.nan
+        logp = F.log_softmax((logits - center) / temperature, dim=-1)
+        entropy = -(logp.exp() * logp).sum(dim=-1).mean()
+        return float(entropy / math.log(teacher_logits.shape[-1]))
 
 
 def prototype_agreement(student_logits: Tensor, teacher_logits: Tensor) -> float:
@@ -78,10 +108,13 @@ def prototype_agreement(student_logits: Tensor, teacher_logits: Tensor) -> float
         teacher_logits (Tensor): (N, K), row i the teacher's target for student row i.
 
     Returns:
-        float: in [0, 1].
+        float: in [0, 1]; NaN when a logit is not finite (its argmax means nothing).
     """
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f'prototype_agreement: shapes differ, {tuple(student_logits.shape)} '
                          f'and {tuple(teacher_logits.shape)}')
-    same = student_logits.detach().argmax(dim=-1) == teacher_logits.detach().argmax(dim=-1)
+    student_logits, teacher_logits = student_logits.detach(), teacher_logits.detach()
+    if not _finite(student_logits, teacher_logits):
+        return math.nan
+    same = student_logits.argmax(dim=-1) == teacher_logits.argmax(dim=-1)
     return float(same.float().mean())

@@ -70,3 +70,28 @@ def test_prototype_agreement():
     assert prototype_agreement(s, t) == pytest.approx(0.5)
     with pytest.raises(ValueError, match='shapes differ'):
         prototype_agreement(s, t[:2])
+
+
+@pytest.mark.parametrize('bad', [math.inf, -math.inf, math.nan])
+def test_non_finite_features_give_nan_and_never_raise(bad):
+    """A health check at a step whose features are NaN/inf must not stop the run itself (the
+    SVD of such a matrix raises torch's LinAlgError): NaN values, and the NaN stop of the loss
+    names the terms."""
+    feats = torch.randn(6, 8)
+    feats[2, 3] = bad
+    assert math.isnan(rankme(feats))
+    assert math.isnan(mean_offdiag_cosine(feats))
+    assert math.isnan(entropy_ratio(feats, torch.zeros(1, 8), 0.04))
+    assert math.isnan(entropy_ratio(torch.randn(6, 8), torch.full((1, 8), bad), 0.04))
+    assert math.isnan(prototype_agreement(feats, torch.randn(6, 8)))
+    assert math.isnan(prototype_agreement(torch.randn(6, 8), feats))
+    if math.isnan(bad):  # what rankme met without its check (inf gives NaN values on CPU)
+        with pytest.raises(torch.linalg.LinAlgError, match='non-finite'):
+            torch.linalg.svdvals(feats)
+
+
+def test_rankme_is_nan_when_the_svd_fails(monkeypatch):
+    def no_convergence(x):
+        raise torch.linalg.LinAlgError('linalg.svd: The algorithm failed to converge')
+    monkeypatch.setattr(torch.linalg, 'svdvals', no_convergence)
+    assert math.isnan(rankme(torch.randn(6, 8)))
