@@ -48,11 +48,14 @@ param_scheduler = [
 ]
 # Online frozen-feature ReID on the video's held-out identities (data/vtest/reid, written by
 # video_to_persons.py) every 10 iterations; best_reid_mAP_iter_N.pth keeps the best teacher.
+# Cross-resolution too: the queries also down-sampled 2x, 3x, 4x and mixed (each its own factor
+# of 2, 3, 4; seed 0), against the gallery as recorded (reid/mAP_r2 ... reid/mAP_mixed).
 val_interval = 10
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=val_interval)
 val_dataloader = dict(batch_size=32, num_workers=0,
-                      dataset=dict(data_root=data_root + 'reid/'))
+                      dataset=dict(data_root=data_root + 'reid/',
+                                   query_downsample=(1, 2, 3, 4, 'mixed')))
 default_hooks = dict(
     # validation metrics logged at their iteration (MMEngine's default is the epoch, 0 here)
     logger=dict(type='LoggerHook', interval=5, log_metric_by_epoch=False),

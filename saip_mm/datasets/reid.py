@@ -2,11 +2,13 @@
 import os
 import os.path as osp
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from mmengine.dataset import BaseDataset
 
 from mmpretrain.registry import DATASETS
+from .transforms.query_downsample import (MIXED_FACTORS, parse_query_settings, query_factors,
+                                          setting_name)
 
 SPLITS = ('train', 'query', 'gallery', 'test')
 
@@ -21,6 +23,17 @@ class ReIDDataset(BaseDataset):
     the query images, then the gallery images, for :class:`saip_mm.evaluation.ReIDMetric`;
     keep ``pid``, ``camid`` and ``split`` in ``PackInputs(meta_keys=...)``.
 
+    Cross-resolution evaluation (``query_downsample``, e.g. ``(1, 2, 3, 4, 'mixed')``): the
+    data list is today's (the query images, then the gallery images), followed by the query
+    images once more for every other setting. Every query entry carries ``query_setting``
+    (``'r1'``, ``'r2'`` ... ``'mixed'``) and ``downsample_factor`` (its r), which
+    :class:`~saip_mm.datasets.transforms.QueryDownsample` applies in the pipeline and by which
+    :class:`~saip_mm.evaluation.ReIDMetric` groups the queries: one validation pass embeds the
+    gallery once and every query once per setting, and reports each setting. List
+    ``query_setting`` in ``PackInputs(meta_keys=...)``. Setting names and the mixed draw are
+    those of :mod:`saip_mm.datasets.transforms.query_downsample`; ``r = 1`` always comes first.
+    The dataset's metainfo names the settings (``query_settings``).
+
     Subclasses implement :meth:`load_split`.
 
     Args:
@@ -31,6 +44,12 @@ class ReIDDataset(BaseDataset):
             Defaults to the dataset's released layout.
         pipeline (Sequence): data pipeline. Defaults to ().
         test_mode (bool, optional): defaults to True unless ``split='train'``.
+        query_downsample (Sequence[int | str], optional): cross-resolution settings of the
+            queries (factors and ``'mixed'``); only with ``split='test'`` or ``'query'``.
+            Defaults to None (the queries as recorded, no extra entries).
+        mixed_factors (Sequence[int]): factors of the mixed setting. Defaults to (2, 3, 4)
+            (MLR-Market-1501's).
+        mixed_seed (int): seed of the mixed setting's draw. Defaults to 0.
         **kwargs: other arguments of ``mmengine.dataset.BaseDataset`` (``indices``,
             ``serialize_data``, ``lazy_init`` ...).
     """
@@ -42,9 +61,19 @@ class ReIDDataset(BaseDataset):
                  data_prefix: Optional[Dict[str, str]] = None,
                  pipeline: Sequence = (),
                  test_mode: Optional[bool] = None,
+                 query_downsample: Optional[Sequence[Union[int, str]]] = None,
+                 mixed_factors: Sequence[int] = MIXED_FACTORS,
+                 mixed_seed: int = 0,
                  **kwargs) -> None:
         if split not in SPLITS:
             raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
+        if query_downsample is not None and split not in ('test', 'query'):
+            raise ValueError(f"{type(self).__name__}: query_downsample needs query images "
+                             f"(split='test' or 'query'), got split={split!r}")
+        self.query_downsample = None if query_downsample is None else \
+            parse_query_settings(query_downsample)
+        self.mixed_factors = tuple(mixed_factors)
+        self.mixed_seed = mixed_seed
         if not data_root or not osp.isdir(data_root):
             raise FileNotFoundError(
                 f'{type(self).__name__}: data_root {data_root!r} is not a folder. Set the '
@@ -85,7 +114,26 @@ class ReIDDataset(BaseDataset):
             data_list.append(info)
         self._metainfo.update(
             num_identities=len(pids), num_cameras=len({c for _, _, c, _ in items}))
+        if self.query_downsample is not None:
+            data_list = self._add_query_settings(data_list)
         return data_list
+
+    def _add_query_settings(self, data_list: List[dict]) -> List[dict]:
+        """Mark the queries as the first setting (r = 1) and append them once per other
+        setting; the first ``len(data_list)`` entries stay today's, in today's order."""
+        queries = [info for info in data_list if info['split'] == 'query']
+        extra = []
+        for setting in self.query_downsample:
+            factors = query_factors(setting, len(queries), self.mixed_factors, self.mixed_seed)
+            name = setting_name(setting)
+            for info, factor in zip(queries, factors):
+                if setting == 1:
+                    info.update(query_setting=name, downsample_factor=factor)
+                else:
+                    extra.append(dict(info, query_setting=name, downsample_factor=factor))
+        self._metainfo.update(
+            query_settings=tuple(setting_name(s) for s in self.query_downsample))
+        return data_list + extra
 
     def get_pids(self) -> List[int]:
         """Identity of every sample, in order (used by the identity sampler)."""

@@ -162,6 +162,17 @@ class ReIDMetric(BaseMetric):
     (NaN/inf: a zero std in the data preprocessor, a diverged model) raises a ValueError that
     counts them, rather than ranking them into a number.
 
+    Cross-resolution evaluation: when the dataset emits each query once per setting (the ReID
+    datasets' ``query_downsample``; each query sample carries ``query_setting``, ``'r1'``,
+    ``'r2'`` ... ``'mixed'``, which ``PackInputs(meta_keys=...)`` must list), every setting's
+    queries are ranked against the one gallery on their own, and the metrics of a setting other
+    than r = 1 carry its name: ``mAP_r2``, ``rank-1_r2`` ... ``mAP_mixed`` (logged as
+    ``reid/mAP_r2`` ...). r = 1 keeps the plain names (``reid/mAP``: what ``save_best`` keeps,
+    the same number as without the other settings); ``num_valid_queries`` and
+    ``num_invalid_queries`` are reported once, as they depend on identities and cameras
+    only. A query without ``query_setting`` counts as r = 1. Doing it in one pass, rather than
+    one evaluator per setting, embeds the gallery once.
+
     Args:
         dist (str): ``'cosine'`` or ``'euclidean'``. Defaults to 'cosine'.
         topk (Sequence[int]): CMC ranks reported. Defaults to (1, 5, 10).
@@ -203,12 +214,14 @@ class ReIDMetric(BaseMetric):
             feat = sample[self.feat_key]
             feat = feat.detach().cpu().float().flatten() if isinstance(feat, torch.Tensor) \
                 else torch.as_tensor(np.asarray(feat), dtype=torch.float32).flatten()
+            is_query = sample['split'] == 'query'
             self.results.append(
                 dict(feat=feat, pid=int(sample['pid']), camid=int(sample['camid']),
-                     is_query=sample['split'] == 'query'))
+                     is_query=is_query,
+                     setting=(sample.get('query_setting') or 'r1') if is_query else None))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        """Rank the gallery for every query and compute mAP / CMC."""
+        """Rank the gallery for every query and compute mAP / CMC, per query setting."""
         query = [r for r in results if r['is_query']]
         gallery = [r for r in results if not r['is_query']]
         if not query or not gallery:
@@ -219,13 +232,38 @@ class ReIDMetric(BaseMetric):
         gallery_feats = torch.stack([r['feat'] for r in gallery])
         check_finite('ReIDMetric', ('query features', query_feats),
                      ('gallery features', gallery_feats))
-        metrics = reid_metrics(
-            query_feats, [r['pid'] for r in query],
-            [r['camid'] for r in query], gallery_feats,
-            [r['pid'] for r in gallery], [r['camid'] for r in gallery],
-            dist=self.dist, topk=self.topk, junk_pids=self.junk_pids)
-        if metrics['num_invalid_queries']:
-            MMLogger.get_current_instance().warning(
-                f"ReIDMetric: {metrics['num_invalid_queries']} of {len(query)} queries have no "
-                f'valid gallery match and are left out of mAP/CMC.')
+        settings = self._query_settings(query)
+        g_pids, g_cams = [r['pid'] for r in gallery], [r['camid'] for r in gallery]
+        metrics: Dict[str, float] = {}
+        for setting in settings:
+            rows = [i for i, r in enumerate(query) if r['setting'] == setting]
+            result = reid_metrics(
+                query_feats[rows], [query[i]['pid'] for i in rows],
+                [query[i]['camid'] for i in rows], gallery_feats, g_pids, g_cams,
+                dist=self.dist, topk=self.topk, junk_pids=self.junk_pids)
+            if setting == 'r1':
+                metrics.update(result)
+                if result['num_invalid_queries']:
+                    MMLogger.get_current_instance().warning(
+                        f"ReIDMetric: {result['num_invalid_queries']} of {len(rows)} queries "
+                        f'have no valid gallery match and are left out of mAP/CMC.')
+            else:
+                metrics.update({f'{key}_{setting}': value for key, value in result.items()
+                                if not key.startswith('num_')})
         return metrics
+
+    def _query_settings(self, query: List[dict]) -> List[str]:
+        """The settings of the queries, r = 1 first; checked against the dataset's
+        ``query_settings`` (a sample that lost its ``query_setting`` would be ranked as r = 1
+        and mix the settings into one number)."""
+        seen = list(dict.fromkeys(r['setting'] for r in query))
+        expected = (self.dataset_meta or {}).get('query_settings')
+        if expected and sorted(seen) != sorted(expected):
+            raise ValueError(
+                f'ReIDMetric: the dataset emits the queries for the settings {list(expected)} '
+                f'(its query_downsample), but the data samples carry {seen}; list '
+                f"'query_setting' in the val pipeline's PackInputs(meta_keys=...)")
+        if 'r1' not in seen:
+            raise ValueError(f"ReIDMetric: no query of the setting 'r1' (as recorded) among "
+                             f'{seen}; r = 1 gives the plain metric names (reid/mAP)')
+        return ['r1'] + [s for s in seen if s != 'r1']

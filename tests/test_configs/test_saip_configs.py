@@ -85,6 +85,13 @@ def test_demo_config():
     assert cfg.default_hooks.logger.log_metric_by_epoch is False
     assert cfg.default_hooks.checkpoint.save_best == 'reid/mAP'
     assert cfg.model.get('val_feature', 'teacher') == 'teacher'
+    # cross-resolution validation (issue 33): on in the demo, off in the recipe, whose pipeline
+    # holds the same QueryDownsample (a no-op there) before the Resize
+    assert cfg.val_dataloader.dataset.query_downsample == (1, 2, 3, 4, 'mixed')
+    assert [t.type for t in cfg.val_dataloader.dataset.pipeline] == [
+        'LoadImageFromFile', 'QueryDownsample', 'Resize', 'PackInputs']
+    assert 'query_setting' in cfg.val_dataloader.dataset.pipeline[-1].meta_keys
+    assert 'query_downsample' not in Config.fromfile(str(REFERENCE)).val_dataloader.dataset
 
 
 def test_batchviews_config_is_the_recipe_with_views_on_the_device():

@@ -49,6 +49,30 @@ def test_mean_std_and_markdown_rows(tool):
                      '50.0 ± n/a | 60.0 ± n/a | n/a |')
 
 
+def test_cross_resolution_table(tool):
+    """Every setting's metrics are averaged like the others; a run recorded before the
+    cross-resolution evaluation reads n/a; no run with them, no second table."""
+    cross = {f'{m}_{s}': v for s, v in (('r2', 28.0), ('r3', 26.0), ('r4', 20.0),
+                                         ('mixed', 24.0)) for m in tool.METRICS}
+    runs = [_run('saip', 0, 30.0, 40.0), _run('saip', 1, 34.0, 44.0),
+            _run('random', 0, 20.0, 25.0)]  # random: recorded before
+    for run, shift in zip(runs[:2], (0.0, 2.0)):
+        run['metrics'].update({k: v + shift for k, v in cross.items()})
+    agg = tool.aggregate(runs)
+    assert agg['saip']['mAP_r4']['mean'] == pytest.approx(21.0)
+    assert agg['saip']['mAP_r4']['std'] == pytest.approx(math.sqrt(2))
+    assert agg['random']['mAP_r4'] is None
+    md = tool.to_markdown(agg).splitlines()
+    at = md.index('| method | r = 1 mAP | r = 1 rank-1 | r = 2 mAP | r = 2 rank-1 | r = 3 mAP | '
+                  'r = 3 rank-1 | r = 4 mAP | r = 4 rank-1 | mixed mAP | mixed rank-1 |')
+    assert md[at - 2].startswith('Cross-resolution: queries shrunk r times')
+    assert md[at + 2] == ('| saip | 32.0 ± 2.83 | 42.0 ± 2.83 | 29.0 ± 1.41 | 29.0 ± 1.41 | '
+                          '27.0 ± 1.41 | 27.0 ± 1.41 | 21.0 ± 1.41 | 21.0 ± 1.41 | 25.0 ± 1.41 | '
+                          '25.0 ± 1.41 |')
+    assert md[at + 3] == '| random | 20.0 ± n/a | 25.0 ± n/a |' + ' n/a |' * 8
+    assert 'Cross-resolution' not in tool.to_markdown(tool.aggregate(runs[2:]))
+
+
 def test_mean_curve_and_curve_figure(tool, tmp_path):
     """Curves are averaged over the seeds that recorded each iteration; runs without curves
     (random init) appear as their final mAP; no curve at all draws nothing."""
@@ -126,10 +150,12 @@ def test_end_to_end_two_methods_two_seeds_and_resume(tool, person_folder, tmp_pa
     assert (random1['method'], random1['seed'], saip1['method'], saip1['seed']) == (
         'random', 1, 'saip-csm', 1)
     independent = reid_frozen_eval.evaluate_backbones(
-        str(split), {'random': None, 'saip': saip1['backbone']}, seed=1)['results']
+        str(split), {'random': None, 'saip': saip1['backbone']}, seed=1,
+        query_downsample=tool.QUERY_DOWNSAMPLE)['results']
     for row, name in ((random1, 'random'), (saip1, 'saip')):
-        assert {m: row['metrics'][m] for m in tool.METRICS} == {
-            m: float(independent[name][m]) for m in tool.METRICS}, (row, independent)
+        keys = tool.METRICS + tool.CROSS_METRICS  # every cross-resolution setting too
+        assert {m: row['metrics'][m] for m in keys} == {
+            m: float(independent[name][m]) for m in keys}, (row, independent)
     for r in data['runs']:
         assert r['eval'] == dict(data_root=str(split), num_query=4, num_gallery=8,
                                  num_identities=4)
@@ -149,6 +175,7 @@ def test_end_to_end_two_methods_two_seeds_and_resume(tool, person_folder, tmp_pa
         assert r['curves']['val/reid/mAP'][-1][1] == pytest.approx(r['metrics']['mAP'],
                                                                    abs=1e-3)
         assert [p[0] for p in r['curves']['health/rankme_teacher']] == [1, 2]
+        assert [p[0] for p in r['curves']['val/reid/mAP_mixed']] == [1, 2]  # the demo's
     for r in data['runs']:
         assert 1 <= r['metrics']['rankme'] <= 15  # 15 evaluation images: at most 15
     assert data['runs'][2]['curves'] == {}

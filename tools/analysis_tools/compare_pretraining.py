@@ -16,6 +16,15 @@ curves (validation mAP, RankMe) and ``compare_curves.png`` draws every method's 
 figure. Every run's final RankMe (effective rank of the evaluation split's frozen features) is
 a column of the table.
 
+Every backbone is also evaluated across resolutions (``reid_frozen_eval.py --query-downsample
+1 2 3 4 mixed``): the queries shrunk 2, 3 and 4 times from their recorded size (area
+interpolation) and mixed (each query its own factor of 2, 3, 4; seed 0, the same factors for
+every method and seed), then resized to the input, against the gallery as recorded.
+``compare.md`` has a second table with mAP and rank-1 per setting (mean ± std over seeds);
+each run keeps every setting's metrics (``mAP_r2``, ``rank-1_r2`` ... ``rank-10_mixed``) and
+its online validation curves of every setting (``val/reid/mAP_r2`` ...: the demo config
+validates across resolutions, which is part of the SAIP runs' wall time).
+
 Methods (``--methods``; default all): ``saip`` (all objectives), ``mae`` (mmpretrain's MAE,
 ``configs/mae/``), ``random`` (no training: the same ViT with its default init under the
 seed), and the six ablations ``saip-csm`` (CSM only: the DINO-like baseline),
@@ -73,9 +82,15 @@ sys.path.insert(0, str(ROOT / 'tools' / 'model_converters'))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 METRICS = ('mAP', 'rank-1', 'rank-5', 'rank-10')
+# cross-resolution evaluation: reid_frozen_eval's query settings, the names of those other than
+# r = 1 and their metrics
+QUERY_DOWNSAMPLE = (1, 2, 3, 4, 'mixed')
+QUERY_SETTINGS = ('r2', 'r3', 'r4', 'mixed')
+CROSS_METRICS = tuple(f'{m}_{s}' for s in QUERY_SETTINGS for m in METRICS)
 CURVE_POINTS = 5  # online validations per SAIP run
 # what each SAIP run's result keeps of its curves.json (TrainingCurvesHook)
-CURVE_KEYS = ('val/reid/mAP', 'health/rankme_teacher', 'health/rankme_student')
+CURVE_KEYS = ('val/reid/mAP', 'health/rankme_teacher', 'health/rankme_student') + tuple(
+    f'val/reid/mAP_{s}' for s in QUERY_SETTINGS)
 HEADS = ('csm_head', 'csr_head', 'css_head')
 MARKER = '.compare_pretraining.json'  # written into a work dir this tool created
 
@@ -175,24 +190,26 @@ def aggregate(runs: List[dict]) -> Dict[str, dict]:
 
     Returns:
         dict: method -> ``seeds``, ``iters``, ``batch``, ``images_seen``, ``wall_s``
-        (mean_std), one mean_std per metric, and ``rankme`` (mean_std of the final features'
-        RankMe; None when a run predates it).
+        (mean_std), one mean_std per metric, ``rankme`` (mean_std of the final features'
+        RankMe; None when a run predates it) and one mean_std per cross-resolution metric
+        (``mAP_r2`` ...; None when a run predates them).
     """
     out: Dict[str, dict] = {}
     for method in dict.fromkeys(r['method'] for r in runs):
         rows = [r for r in runs if r['method'] == method]
-        ranks = [r['metrics'].get('rankme') for r in rows]
+        optional = {m: [r['metrics'].get(m) for r in rows] for m in ('rankme', ) + CROSS_METRICS}
         out[method] = dict(
             seeds=[r['seed'] for r in rows], iters=rows[0]['iters'], batch=rows[0]['batch'],
             images_seen=rows[0]['images_seen'],
             wall_s=mean_std([r['wall_s'] for r in rows]),
-            rankme=None if None in ranks else mean_std(ranks),
+            **{m: None if None in v else mean_std(v) for m, v in optional.items()},
             **{m: mean_std([r['metrics'][m] for r in rows]) for m in METRICS})
     return out
 
 
 def to_markdown(aggregates: Dict[str, dict], note: str = '') -> str:
-    """The comparison table: one row per method, metrics as mean ± std over seeds."""
+    """The comparison table: one row per method, metrics as mean ± std over seeds; then the
+    cross-resolution table (mAP and rank-1 per query setting) when a method has it."""
     lines = ([note, ''] if note else []) + [
         '| method | iterations | batch | images seen | mean wall s | seeds | mAP | rank-1 | '
         'rank-5 | rank-10 | RankMe |',
@@ -203,6 +220,21 @@ def to_markdown(aggregates: Dict[str, dict], note: str = '') -> str:
             f'| {method} | {a["iters"]} | {a["batch"]} | {a["images_seen"]} | '
             f'{a["wall_s"]["mean"]:.1f} | {len(a["seeds"])} | ' +
             ' | '.join(format_mean_std(a[m]) for m in METRICS) + f' | {rank} |')
+    if any(a.get(m) for a in aggregates.values() for m in CROSS_METRICS):
+        lines += ['', 'Cross-resolution: queries shrunk r times from their recorded size (area '
+                  'interpolation), then resized to the input; the gallery as recorded; mixed: '
+                  'each query its own r of 2, 3, 4 (seed 0). mAP / rank-1, mean ± std over '
+                  'seeds.', '',
+                  '| method | ' + ' | '.join(f'{h} mAP | {h} rank-1' for h in (
+                      'r = 1', 'r = 2', 'r = 3', 'r = 4', 'mixed')) + ' |',
+                  '| --- |' + ' --- |' * 10]
+        for method, a in aggregates.items():
+            cells = []
+            for suffix in ('', ) + tuple(f'_{s}' for s in QUERY_SETTINGS):
+                for m in ('mAP', 'rank-1'):
+                    stat = a.get(m + suffix)
+                    cells.append(format_mean_std(stat) if stat else 'n/a')
+            lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 
@@ -468,10 +500,12 @@ def run_one(method: str, seed: int, settings: dict, run_dir: Path, cfg_options: 
         if curves_file.is_file():
             recorded = json.loads(curves_file.read_text())
             curves = {k: recorded[k] for k in CURVE_KEYS if k in recorded}
+    # mixed_seed stays 0: every method and seed sees the same queries at the same factors
     report = evaluate_backbones(settings['eval_root'],
                                 {method: None if backbone is None else str(backbone)},
-                                seed=seed)
-    metrics = {m: float(report['results'][method][m]) for m in METRICS + ('rankme', )}
+                                seed=seed, query_downsample=QUERY_DOWNSAMPLE)
+    metrics = {m: float(report['results'][method][m])
+               for m in METRICS + ('rankme', ) + CROSS_METRICS}
     bad = [m for m, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise RuntimeError(f'{method} seed {seed}: non-finite {bad} (log: {log_path})')
@@ -573,7 +607,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         durations.append(time.perf_counter() - start)
         runs.append(result)
         _log(f'run {i}/{len(plan)} {method} seed {seed}: mAP {result["metrics"]["mAP"]:.1f}, '
-             f'rank-1 {result["metrics"]["rank-1"]:.1f}, train {result["wall_s"]:.0f} s, '
+             f'rank-1 {result["metrics"]["rank-1"]:.1f} (queries at r = 4: mAP '
+             f'{result["metrics"]["mAP_r4"]:.1f}), train {result["wall_s"]:.0f} s, '
              f'run {durations[-1]:.0f} s')
 
     aggregates = aggregate(runs)

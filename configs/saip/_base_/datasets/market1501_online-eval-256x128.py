@@ -6,10 +6,16 @@
 # Point it elsewhere with --cfg-options val_dataloader.dataset.data_root=DIR; switch it off with
 # --cfg-options val_cfg=None val_dataloader=None val_evaluator=None
 # (and default_hooks.checkpoint.save_best=None).
+# Cross-resolution evaluation (off here, on in the demo config): queries down-sampled by r from
+# their recorded size (area interpolation), then resized like every image, the gallery as
+# recorded; reid/mAP is r = 1, reid/mAP_r2 ... reid/mAP_mixed the others. Switch it on with
+# --cfg-options "val_dataloader.dataset.query_downsample=[1,2,3,4,mixed]" (the dataset emits each
+# query once per setting; QueryDownsample below shrinks it; ReIDMetric groups by query_setting).
 val_data_root = 'data/market1501/'
-val_meta_keys = ('sample_idx', 'img_path', 'pid', 'camid', 'split')
+val_meta_keys = ('sample_idx', 'img_path', 'pid', 'camid', 'split', 'query_setting')
 val_pipeline = [
     dict(type='LoadImageFromFile'),
+    dict(type='QueryDownsample'),  # a no-op unless the dataset sets query_downsample
     dict(type='Resize', scale=(128, 256), interpolation='bicubic'),  # scale is (w, h)
     dict(type='PackInputs', meta_keys=val_meta_keys),
 ]
