@@ -1,4 +1,5 @@
-"""Install saip_mm; ships configs/ and tools/ in saip_mm/.mim so that `mim train saip_mm` works."""
+"""Install saip_mm; ships configs/, tools/, projects/ and model-index.yml in saip_mm/.mim so
+that `mim train saip_mm` and `mim search saip_mm` work."""
 import os
 import os.path as osp
 import shutil
@@ -33,7 +34,8 @@ def parse_requirements(fname: str) -> list:
 
 
 def add_mim_extension(mode: str = '') -> None:
-    """Make configs/ and tools/ visible as saip_mm/.mim/{configs,tools} (OpenMMLab convention).
+    """Make configs/, tools/, projects/ and model-index.yml visible as saip_mm/.mim/… (the
+    OpenMMLab convention: mim finds configs, scripts and the model index there).
 
     Args:
         mode (str): 'symlink' or 'copy'; by default chosen from the setup command: editable
@@ -49,9 +51,9 @@ def add_mim_extension(mode: str = '') -> None:
         return
     mim_path = osp.join(HERE, 'saip_mm', '.mim')
     os.makedirs(mim_path, exist_ok=True)
-    for name in ('configs', 'tools', 'projects'):
+    for name in ('configs', 'tools', 'projects', 'model-index.yml'):
         src, dst = osp.join(HERE, name), osp.join(mim_path, name)
-        if osp.islink(dst):
+        if osp.islink(dst) or osp.isfile(dst):
             os.remove(dst)
         elif osp.isdir(dst):
             shutil.rmtree(dst)
@@ -63,7 +65,10 @@ def add_mim_extension(mode: str = '') -> None:
                 continue
             except OSError:
                 warnings.warn(f'could not symlink {src}; copying instead')
-        shutil.copytree(src, dst)
+        if osp.isdir(src):
+            shutil.copytree(src, dst)
+        else:
+            shutil.copyfile(src, dst)
 
 
 if __name__ == '__main__':
@@ -79,7 +84,8 @@ if __name__ == '__main__':
         license='Apache License 2.0',
         packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools', 'projects')),
         include_package_data=True,
-        package_data={'saip_mm': ['.mim/configs/**/*', '.mim/tools/**/*', '.mim/projects/**/*']},
+        package_data={'saip_mm': ['.mim/configs/**/*', '.mim/tools/**/*', '.mim/projects/**/*',
+                                  '.mim/model-index.yml']},
         python_requires='>=3.9',
         install_requires=parse_requirements('requirements/runtime.txt') +
         parse_requirements('requirements/mminstall.txt'),

@@ -77,6 +77,7 @@ _, keep = nms(boxes, scores, iou_threshold=0.5)
 assert keep.tolist() == [0, 2], keep
 import mmengine, mmcv, mmpretrain, mmpose, mmdet, mmseg, saip_mm  # noqa: F401,E401
 import lmdb, numpy, pandas, setuptools  # noqa: E401,F401  (openmim's pins held; lmdb: LUPerson)
+import timm  # noqa: F401  (saip_to_backbone.py --to timm checks its output in timm)
 from packaging.version import Version
 assert Version(numpy.__version__) < Version('2'), f'numpy {numpy.__version__} is not < 2'
 assert Version(pandas.__version__) < Version('3'), f'pandas {pandas.__version__} is not < 3'
@@ -91,6 +92,8 @@ assert osp.realpath(get_installed_path('saip_mm')) == package, \
     f'mim finds saip_mm in {get_installed_path("saip_mm")}, not in this checkout ({package})'
 mim_train = osp.join(get_installed_path('saip_mm'), '.mim', 'tools', 'train.py')
 assert osp.isfile(mim_train), f'mim would run {mim_train}, which does not exist'
+mim_index = osp.join(get_installed_path('saip_mm'), '.mim', 'model-index.yml')
+assert osp.isfile(mim_index), f'`mim search saip_mm` would not find {mim_index}'
 print(f'[install] verified: torch {torch.__version__}, mmcv {mmcv.__version__} (ops ok), '
       f'mmengine {mmengine.__version__}, mmpretrain {mmpretrain.__version__}, mmpose {mmpose.__version__}, '
       f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, saip_mm {saip_mm.__version__}, '

@@ -1,4 +1,5 @@
 """Turn a SAIP pretraining checkpoint into a backbone checkpoint for stock OpenMMLab configs."""
+import re
 from collections import OrderedDict
 from typing import Dict, List, Tuple
 
@@ -47,3 +48,58 @@ def extract_backbone(state_dict: Dict[str, torch.Tensor],
             f'no SAIP {source} backbone in this state dict: keys {prefix}{{{", ".join(missing)}}} '
             f'are missing (first keys found: {sample}). Is this a SAIP pretraining checkpoint?')
     return backbone, sorted(dropped)
+
+
+# mmpretrain TinyViT names → timm TinyVit names. The tensors are the same; timm calls the stem's
+# convolutions conv1/conv2, its ConvNorm parts conv/bn, puts each downsampling at the start of
+# the next stage (mmpretrain at the end of the stage before), and its final norm is the head's.
+TINYVIT_TIMM_RULES = (
+    (re.compile(r'^patch_embed\.seq\.0\.'), 'patch_embed.conv1.'),
+    (re.compile(r'^patch_embed\.seq\.2\.'), 'patch_embed.conv2.'),
+    (re.compile(r'\.conv2d\.'), '.conv.'),
+    (re.compile(r'\.bn2d\.'), '.bn.'),
+    (re.compile(r'^stages\.(\d+)\.downsample\.'),
+     lambda m: f'stages.{int(m.group(1)) + 1}.downsample.'),
+    (re.compile(r'^norm3\.'), 'head.norm.'),
+)
+# Final width → (mmpretrain TinyViT arch, timm model name).
+TINYVIT_ARCHS = {320: ('5m', 'tiny_vit_5m_224'), 448: ('11m', 'tiny_vit_11m_224'),
+                 576: ('21m', 'tiny_vit_21m_224')}
+_TIMM_TINYVIT_KEY = re.compile(r'^(patch_embed\.conv[12]\.|stages\.\d+\.|head\.norm\.)')
+
+
+def tinyvit_to_timm_state_dict(state_dict: Dict[str, torch.Tensor], path: str = 'checkpoint'
+                               ) -> Tuple['OrderedDict[str, torch.Tensor]', str, str]:
+    """Rename ``mmpretrain.TinyViT`` tensors (no prefix) to timm's ``TinyVit`` names.
+
+    Args:
+        state_dict (dict): backbone tensors in mmpretrain names, final norm ``norm3``.
+        path (str): names the file in errors. Defaults to 'checkpoint'.
+
+    Returns:
+        tuple: the renamed tensors, the mmpretrain arch ('5m', '11m', '21m') and the timm model
+        name (``tiny_vit_5m_224`` …) of the checkpoint's width.
+
+    Raises:
+        ValueError: no ``norm3`` of a known width, or a tensor that has no timm name (another
+            stage's output norm, e.g. ``norm2``).
+    """
+    width = state_dict['norm3.weight'].shape[0] if 'norm3.weight' in state_dict else None
+    if width not in TINYVIT_ARCHS:
+        raise ValueError(f'{path}: not a TinyViT-5M/11M/21M backbone (final norm norm3 of width '
+                         f'{width}; timm has {", ".join(map(str, TINYVIT_ARCHS))})')
+    out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+    unmappable = []
+    for name, value in state_dict.items():
+        target = name
+        for pattern, replacement in TINYVIT_TIMM_RULES:
+            target = pattern.sub(replacement, target)
+        if _TIMM_TINYVIT_KEY.match(target):
+            out[target] = value
+        else:
+            unmappable.append(name)
+    if unmappable:
+        raise ValueError(f'{path}: {len(unmappable)} tensors have no timm TinyVit name '
+                         f'({", ".join(unmappable[:6])}); timm keeps only the last stage\'s norm')
+    arch, timm_name = TINYVIT_ARCHS[width]
+    return out, arch, timm_name

@@ -1,4 +1,5 @@
-"""ViT checkpoints of other layouts → ``mmpretrain.VisionTransformer`` backbone checkpoints.
+"""ViT checkpoints of other layouts → ``mmpretrain.VisionTransformer`` backbone checkpoints,
+and back to timm's layout (:func:`to_timm_state_dict`, :func:`timm_vit_args`).
 
 Human-centric ViT backbones are published in several layouts. All of them use the same tensors
 (a timm-style pre-norm ViT); only the names, the nesting and the prefixes differ:
@@ -36,7 +37,9 @@ import torch
 from .backbone_export import extract_backbone
 from .pos_embed_grid import resolve_pos_embed_grid
 
-# timm/DeiT/MAE/HAP/DINO/PATH/SAIPv1 names (and mmpretrain's own) → mmpretrain names.
+# timm/DeiT/MAE/HAP/DINO/PATH/SAIPv1 names (and mmpretrain's own) → mmpretrain names. For
+# each mmpretrain name, timm's name is listed first: the reverse mapping (mmpretrain → timm,
+# ``TIMM_*_NAMES``, :func:`to_timm_state_dict`) takes the first other name listed.
 TOP_LEVEL_NAMES = {
     'cls_token': 'cls_token',
     'pos_embed': 'pos_embed',
@@ -68,6 +71,24 @@ BLOCK_PARAMS = {
     'ls1.gamma': 'attn.gamma1.weight', 'attn.gamma1.weight': 'attn.gamma1.weight',
     'ls2.gamma': 'ffn.gamma2.weight', 'ffn.gamma2.weight': 'ffn.gamma2.weight',
 }
+
+
+def _first_other_names(table: Dict[str, str]) -> Dict[str, str]:
+    """Invert a name table: each mmpretrain name → the first other name listed for it (timm's);
+    a name timm shares (``cls_token``, ``attn.qkv``) maps to itself."""
+    reverse: Dict[str, str] = {}
+    for source, target in table.items():
+        if source != target:
+            reverse.setdefault(target, source)
+    for target in table.values():
+        reverse.setdefault(target, target)
+    return reverse
+
+
+# mmpretrain names → timm ``VisionTransformer`` names (the tables above, inverted).
+TIMM_TOP_LEVEL_NAMES = _first_other_names(TOP_LEVEL_NAMES)
+TIMM_BLOCK_NAMES = _first_other_names(BLOCK_NAMES)
+TIMM_BLOCK_PARAMS = _first_other_names(BLOCK_PARAMS)
 REQUIRED_BLOCK_KEYS = ('ln1.weight', 'ln1.bias', 'attn.qkv.weight', 'attn.proj.weight',
                        'attn.proj.bias', 'ln2.weight', 'ln2.bias', 'ffn.layers.0.0.weight',
                        'ffn.layers.0.0.bias', 'ffn.layers.1.weight', 'ffn.layers.1.bias')
@@ -503,6 +524,94 @@ def build_backbone_checkpoint(state_dict: Dict[str, torch.Tensor],
         full_meta['img_size'] = [int(v) for v in img_size]
     return dict(state_dict=OrderedDict(('backbone.' + k, v) for k, v in state.items()),
                 meta=full_meta), resized
+
+
+# timm model names of the usual ViTs at patch 16, MLP ratio 4: (width, depth, heads) → name.
+TIMM_VIT_NAMES = {(192, 12, 3): 'vit_tiny_patch16_224', (384, 12, 6): 'vit_small_patch16_224',
+                  (768, 12, 12): 'vit_base_patch16_224', (1024, 24, 16): 'vit_large_patch16_224'}
+
+
+def to_timm_state_dict(state_dict: Dict[str, torch.Tensor],
+                       path: str = 'checkpoint') -> 'OrderedDict[str, torch.Tensor]':
+    """Rename ``mmpretrain.VisionTransformer`` tensors (no prefix) to timm's names.
+
+    The inverse of :func:`map_vit_keys` for timm's layout, from the same name tables
+    (``blocks.N.norm1``, ``attn.qkv``, ``mlp.fc1``, ``norm``, ``norm_pre``, ``ls1.gamma``).
+
+    Args:
+        state_dict (dict): backbone tensors in mmpretrain names.
+        path (str): names the file in errors. Defaults to 'checkpoint'.
+
+    Returns:
+        OrderedDict: the same tensors under timm ``VisionTransformer`` names.
+
+    Raises:
+        ViTLayoutError: a tensor has no timm name (it is not a plain ViT's).
+    """
+    out: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+    unmappable = []
+    for name, value in state_dict.items():
+        target = TIMM_TOP_LEVEL_NAMES.get(name)
+        block = _BLOCK_KEY.match(name) if name.startswith('layers.') else None
+        if block:
+            index, rest = block.groups()
+            module, _, param = rest.rpartition('.')
+            if rest in TIMM_BLOCK_PARAMS:
+                target = f'blocks.{index}.{TIMM_BLOCK_PARAMS[rest]}'
+            elif module in TIMM_BLOCK_NAMES and param in ('weight', 'bias'):
+                target = f'blocks.{index}.{TIMM_BLOCK_NAMES[module]}.{param}'
+        if target is None:
+            unmappable.append(name)
+        else:
+            out[target] = value
+    if unmappable:
+        raise ViTLayoutError(f'{path}: {len(unmappable)} tensors have no timm VisionTransformer '
+                             f'name ({", ".join(unmappable[:6])})')
+    return out
+
+
+def timm_vit_args(state_dict: Dict[str, torch.Tensor], num_heads: int,
+                  grid: Sequence[int], path: str = 'checkpoint') -> Tuple[str, dict]:
+    """The ``timm.create_model`` name and arguments of the ViT that ``state_dict`` fills.
+
+    A usual shape gets its timm name (``vit_tiny_patch16_224`` for 192 wide, 12 blocks,
+    3 heads); another one ``vit_tiny_patch16_224`` with ``embed_dim``, ``depth``,
+    ``num_heads``, ``mlp_ratio`` and ``patch_size`` given. ``img_size`` is the grid's input,
+    ``num_classes=0`` (features, no classifier); ``pre_norm`` and ``init_values`` (layer scale)
+    when the tensors hold them.
+
+    Args:
+        state_dict (dict): backbone tensors in mmpretrain names.
+        num_heads (int): attention heads (not readable from the tensors).
+        grid (Sequence[int]): the patch grid (h, w) of the position embeddings.
+        path (str): names the file in errors. Defaults to 'checkpoint'.
+
+    Returns:
+        tuple: the model name and the keyword arguments.
+
+    Raises:
+        ViTLayoutError: no final norm or no cls token (timm's ViT built so would differ).
+    """
+    for key, fix in (('ln1.weight', 'final_norm=False'), ('cls_token', 'with_cls_token=False')):
+        if key not in state_dict:
+            raise ViTLayoutError(f'{path}: no {key} ({fix}); the timm layout is written for a '
+                                 f'ViT with a cls token and a final norm')
+    shape = vit_shape(state_dict)
+    patch = shape['patch_size']
+    key = (shape['embed_dims'], shape['num_layers'], int(num_heads))
+    name = TIMM_VIT_NAMES.get(key)
+    kwargs: Dict[str, Any] = dict(img_size=(int(grid[0]) * patch, int(grid[1]) * patch))
+    mlp_ratio = shape['feedforward_channels'] / shape['embed_dims']
+    if name is None or patch != 16 or mlp_ratio != 4:
+        name = 'vit_tiny_patch16_224'
+        kwargs.update(patch_size=patch, embed_dim=key[0], depth=key[1], num_heads=key[2],
+                      mlp_ratio=mlp_ratio)
+    if 'pre_norm.weight' in state_dict:
+        kwargs['pre_norm'] = True
+    if 'layers.0.attn.gamma1.weight' in state_dict:
+        kwargs['init_values'] = 1.0  # creates ls1/ls2; the loaded gammas replace the value
+    kwargs['num_classes'] = 0
+    return name, kwargs
 
 
 def map_checkpoint_vit(ckpt: Any, source: str = 'teacher', prefix: Optional[str] = None,
