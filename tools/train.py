@@ -12,7 +12,7 @@ import logging
 import os
 import os.path as osp
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 if importlib.util.find_spec('saip_mm') is None:  # a checkout that is not pip-installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -20,12 +20,13 @@ if importlib.util.find_spec('saip_mm') is None:  # a checkout that is not pip-in
 # the classes in Runner checkpoints for torch.load(weights_only=True), which --resume needs.
 import saip_mm  # noqa: F401,E402
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 from mmengine.device import get_device  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
+from mmengine.logging import MMLogger, print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from saip_mm.engine.optimizers import amp_on_cpu, cpu_bf16_feature  # noqa: E402
 from saip_mm.utils.cpu_distributed import setup_cpu_distributed  # noqa: E402
 
 
@@ -39,7 +40,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='resume from this checkpoint; without a path, from the latest checkpoint '
         'in the work dir')
     parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision (AmpOptimWrapper, dynamic loss scale)')
+                        help='automatic mixed precision: AmpOptimWrapper (float16, dynamic loss '
+                        'scale) on an accelerator, CPUAmpOptimWrapper (bfloat16 autocast) on a '
+                        'CPU; a CPU without bf16 units runs it emulated (slower, with a warning)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, key=value (e.g. train_cfg.max_iters=10); a list is '
@@ -54,8 +57,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
-    """Apply the command line to the config; CLI flags win over ``--cfg-options``."""
+def merge_args(cfg: Config, args: argparse.Namespace,
+               notes: Optional[List[Tuple[int, str]]] = None) -> Config:
+    """Apply the command line to the config; CLI flags win over ``--cfg-options``.
+
+    ``--amp`` (or a config's own ``AmpOptimWrapper``) on a machine without an accelerator
+    becomes :class:`CPUAmpOptimWrapper` (bf16 autocast on CPU, no loss scaler); the line that
+    says so, and whether this CPU runs bf16 natively, is appended to ``notes`` as
+    ``(logging level, message)`` for the run's log (printed at once without ``notes``).
+    """
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
@@ -66,19 +76,29 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
 
+    optim_wrapper = cfg.get('optim_wrapper', None)
+    on_cpu = get_device() == 'cpu'
     if args.amp:
-        optim_wrapper = cfg.get('optim_wrapper', None)
         if optim_wrapper is None:
             raise ValueError(f'--amp: {args.config} has no optim_wrapper to switch to AMP.')
-        if optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        if optim_wrapper.get('type', 'OptimWrapper') in ('AmpOptimWrapper',
+                                                         'CPUAmpOptimWrapper'):
             raise ValueError(
-                f'--amp: optim_wrapper is already AmpOptimWrapper (in {args.config} or '
+                f'--amp: optim_wrapper is already {optim_wrapper.type} (in {args.config} or '
                 '--cfg-options); drop --amp.')
-        if get_device() == 'cpu':
-            raise ValueError('--amp needs an accelerator: mmengine\'s AmpOptimWrapper does '
-                             'not run on CPU.')
-        optim_wrapper.type = 'AmpOptimWrapper'
-        optim_wrapper.loss_scale = 'dynamic'
+        if not on_cpu:
+            optim_wrapper.type = 'AmpOptimWrapper'
+            optim_wrapper.loss_scale = 'dynamic'
+    if on_cpu and optim_wrapper is not None and \
+            (args.amp or optim_wrapper.get('type') == 'AmpOptimWrapper'):
+        # MMEngine's AmpOptimWrapper asserts an accelerator: bf16 autocast on CPU instead.
+        cpu_wrapper, note = amp_on_cpu(optim_wrapper)
+        cfg.optim_wrapper = ConfigDict(cpu_wrapper)
+        level = logging.INFO if cpu_bf16_feature() else logging.WARNING
+        if notes is None:
+            print_log(note, logger='current', level=level)
+        else:
+            notes.append((level, note))
 
     if args.resume == 'auto':
         cfg.resume = True
@@ -107,11 +127,14 @@ def log_exception_to_files(logger: logging.Logger) -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    cfg = merge_args(Config.fromfile(args.config), args)
+    notes: List[Tuple[int, str]] = []
+    cfg = merge_args(Config.fromfile(args.config), args, notes)
     setup_cpu_distributed(cfg)  # no-op unless --launcher is set on a CPU-only machine
     runner = None
     try:
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        for level, note in notes:
+            runner.logger.log(level, note)
         runner.train()
     except (Exception, KeyboardInterrupt):
         # A data error raised in a DataLoader or a hook must reach the run's log file too,

@@ -1,8 +1,9 @@
 # The README demo: the SAIP reference method at a CPU budget, on person crops that
 # tools/dataset_converters/video_to_persons.py cuts out of Debian's pedestrian video vtest.avi.
 # Same backbone, heads, views and losses as the reference recipe; what changes is the budget:
-# batch 16 on one process, fewer local crops (n_local 4: 3 local crops, 5 student views), fp32 on
-# CPU, a short schedule. Expect about ten minutes on 2 CPU cores.
+# batch 16 on one process, fewer local crops (n_local 4: 3 local crops, 5 student views), fp32
+# (tools/train.py --amp: bf16 autocast on CPU, which tools/demo.sh adds where the CPU has bf16
+# units), a short schedule. Expect about ten minutes on 2 CPU cores.
 _base_ = './saip_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py'
 
 data_root = 'data/vtest/'
@@ -36,7 +37,8 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     constructor='SAIPOptimWrapperConstructor',
-    # AMP is CUDA-only in MMEngine; 4x the recipe's per-256 lr because the run is so short.
+    # float32 unless --amp (CPUAmpOptimWrapper on CPU, AmpOptimWrapper on GPU); 4x the
+    # recipe's per-256 lr because the run is so short.
     optimizer=dict(type='AdamW', lr=2.5e-4 * 16 / 256 * 4, betas=(0.9, 0.95), weight_decay=0.05,
                    fused=True),
     paramwise_cfg={{_base_.paramwise_cfg}})

@@ -182,6 +182,11 @@ def test_end_to_end_two_methods_two_seeds_and_resume(tool, person_folder, tmp_pa
     assert data['runs'][0]['wall_s'] > 0
     assert {'platform', 'cpu_count', 'torch_threads', 'torch_version'} <= set(data['machine'])
     assert '--methods saip-csm random' in data['command']
+    # mixed precision where this machine runs it natively (tools/train.py --amp), recorded
+    precision = tool.training_precision()
+    assert data['settings']['precision'] == data['runs'][0]['training']['precision'] == precision
+    run_log = (work / 'saip-csm' / 'seed0' / 'run.log').read_text()
+    assert ('CPUAmpOptimWrapper' in run_log) == (precision == 'bf16')
     md = (work / 'compare.md').read_text().splitlines()
     rows = [line for line in md if line.startswith('| saip-csm') or line.startswith('| random')]
     assert rows[0].startswith('| saip-csm | 2 | 2 | 4 | ')
@@ -225,6 +230,29 @@ def test_finished_run_from_another_split_or_recipe_is_refused(tool, tmp_path):
     random = dict(_run('random', 0, 20.0, 25.0), iters=0, batch=0, training={},
                   eval=dict(data_root='data/vtest/reid'))
     assert tool.check_finished_run(random, dict(settings, lr=1e-3), path) is random
+
+
+def test_precision_setting_and_runs_recorded_before_it(tool, monkeypatch, tmp_path):
+    from saip_mm.engine.optimizers import cpu_amp_optim_wrapper
+    monkeypatch.setattr(cpu_amp_optim_wrapper.torch.cpu, 'get_capabilities',
+                        lambda: {'avx512_bf16': True})
+    assert tool.parse_args([]).settings['precision'] == 'bf16'
+    assert tool.parse_args(['--no-amp']).settings['precision'] == 'fp32'
+    monkeypatch.setattr(cpu_amp_optim_wrapper.torch.cpu, 'get_capabilities',
+                        lambda: {'avx2': True})  # bf16 would be emulated: float32
+    assert tool.parse_args([]).settings['precision'] == 'fp32'
+    # a result written before precision was recorded trained in float32
+    settings = dict(iters=2, batch=2, eval_root='data/vtest/reid', lr=2.5e-4, n_local=4,
+                    data_root='data/vtest/persons.txt', background=None, precision='fp32')
+    old = tool.training_record('saip', settings, [])
+    del old['precision']
+    done = dict(_run('saip', 0, 30.0, 40.0), eval=dict(data_root='data/vtest/reid'),
+                training=old)
+    path = tmp_path / 'result.json'
+    assert tool.check_finished_run(done, settings, path) is done
+    with pytest.raises(SystemExit, match=r"trained with \{'precision': 'fp32'\}, but this "
+                                         r"comparison trains with \{'precision': 'bf16'\}"):
+        tool.check_finished_run(done, dict(settings, precision='bf16'), path)
 
 
 def test_refuses_foreign_non_empty_work_dir(tool, tmp_path):

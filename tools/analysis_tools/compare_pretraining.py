@@ -58,6 +58,10 @@ Presets:
     python tools/analysis_tools/compare_pretraining.py --preset gpu --data-root /data/lup1m \\
         --background /data/lup1m --eval-root /data/market1501 --work-dir work_dirs/compare_gpu
 
+Every method trains in mixed precision where the hardware runs it natively (``tools/train.py
+--amp``: bf16 autocast on a CPU with bf16 units, float16 AMP on a GPU) and in float32
+elsewhere; ``--no-amp`` trains in float32 anyway. The precision is part of each run's record.
+
 Re-running with the same work dir skips every run whose ``result.json`` exists (an
 interrupted comparison continues where it stopped). The tool refuses a non-empty work dir it
 did not create unless ``--resume`` is given, and deletes nothing but the training checkpoints
@@ -102,6 +106,9 @@ KD_CONFIGS = {'saip-kd': 'configs/saip/saip-kd_vit-tiny-p16_8xb256-amp-coslr-300
               'kd': 'configs/saip/kd_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py'}
 METHODS = ('saip', 'mae', 'random') + ABLATIONS + tuple(KD_CONFIGS)
 
+PRECISION_NAMES = {'fp32': 'float32', 'bf16': 'bf16 autocast (tools/train.py --amp)',
+                   'fp16': 'float16 AMP (tools/train.py --amp)'}
+
 PRESETS = {
     'cpu': dict(data_root='data/vtest', background='data/vtest/frames.txt',
                 eval_root='data/vtest/reid', work_dir='work_dirs/compare_cpu', batch=16,
@@ -137,6 +144,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'run)')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='passed to every tools/train.py run (after the tool\'s own)')
+    parser.add_argument('--no-amp', action='store_true',
+                        help='train in float32 (default: mixed precision, tools/train.py --amp, '
+                        'where the hardware runs it natively: a GPU or a CPU with bf16 units)')
     args = parser.parse_args(argv)
     preset = dict(PRESETS[args.preset])
     for key in ('data_root', 'background', 'eval_root', 'work_dir', 'seeds', 'iters', 'batch'):
@@ -158,10 +168,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         if not osp.isfile(args.teacher):
             parser.error(f'--teacher {args.teacher}: no such file')
         preset['teacher'] = osp.abspath(args.teacher)
+    preset['precision'] = training_precision(args.no_amp)
     args.settings = preset
     default = METHODS if args.teacher else tuple(m for m in METHODS if m not in KD_CONFIGS)
     args.methods = list(dict.fromkeys(args.methods or default))
     return args
+
+
+def training_precision(no_amp: bool = False) -> str:
+    """``'bf16'`` (a CPU with bf16 units), ``'fp16'`` (an accelerator) or ``'fp32'``."""
+    from mmengine.device import get_device
+
+    from saip_mm.engine.optimizers import native_amp_available
+    device = get_device()
+    if no_amp or not native_amp_available(device):
+        return 'fp32'
+    return 'bf16' if device == 'cpu' else 'fp16'
 
 
 # ------------------------------------------------------------------ aggregation and reports
@@ -452,7 +474,8 @@ def training_record(method: str, settings: dict, cfg_options: Optional[List[str]
         return {}
     record = dict(lr=settings['lr'], n_local=settings['n_local'],
                   data_root=settings['data_root'], background=settings.get('background'),
-                  cfg_options=list(cfg_options or []))
+                  cfg_options=list(cfg_options or []),
+                  precision=settings.get('precision', 'fp32'))
     if method in KD_CONFIGS:
         record['teacher'] = settings['teacher']
     return record
@@ -477,6 +500,8 @@ def run_one(method: str, seed: int, settings: dict, run_dir: Path, cfg_options: 
         train_dir = run_dir / 'train'
         cmd = [sys.executable, str(ROOT / 'tools/train.py'), str(cfg_path),
                '--work-dir', str(train_dir)]
+        if settings.get('precision', 'fp32') != 'fp32':
+            cmd.append('--amp')
         if cfg_options:
             cmd += ['--cfg-options'] + list(cfg_options)
         start = time.perf_counter()
@@ -541,6 +566,8 @@ def check_finished_run(result: dict, settings: dict, path: Path,
                              f'move that run away) so the table compares equal budgets')
     want = training_record(result['method'], settings, cfg_options)
     have = result.get('training')
+    if have and trained:  # runs recorded before the precision was: all float32
+        have = dict(have, precision=have.get('precision', 'fp32'))
     if have != want:
         recorded = have or {}
         differ = sorted(k for k in want if recorded.get(k, '<not recorded>') != want[k])
@@ -617,7 +644,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
             f'{ev["num_query"]} queries, {ev["num_gallery"]} gallery images, '
             f'{ev["num_identities"]} identities. Preset `{args.preset}`, seeds '
             f'{settings["seeds"]}; mean ± sample std over seeds. Wall s: the training process '
-            f'(start to exit); images seen = iterations × batch.')
+            f'(start to exit); images seen = iterations × batch. Precision: '
+            f'{PRECISION_NAMES[settings["precision"]]}.')
     md = to_markdown(aggregates, note)
     report = dict(command=shlex.join([sys.executable] + sys.argv if argv is None else
                                      [sys.executable, __file__] + list(argv)),

@@ -17,6 +17,7 @@ from torch import Tensor
 from ..backbones.saip_vit import SAIPViT
 from ..data_preprocessor import SAIP_VIEW_KEYS
 from ..utils import anchor_consistent_mask
+from ..utils.frozen_casts import FrozenWeightCasts
 from ..utils.health import (entropy_ratio, mean_offdiag_cosine, prototype_agreement,
                             rankme)
 from ..utils.lean_ffn import use_lean_ffn
@@ -89,6 +90,12 @@ class SAIP(BaseSelfSupervisor):
     Every loss term is checked before the optimiser step: a non-finite one stops the run with a
     ``FloatingPointError`` naming the term(s) and the iteration (no update, no teacher step, no
     checkpoint of the broken state).
+
+    Under autocast (``CPUAmpOptimWrapper``, ``AmpOptimWrapper``) the frozen teacher runs with
+    its linear/conv weights cast to the compute dtype once per step (``teacher_casts``, a
+    :class:`FrozenWeightCasts`; autocast itself would cast them at every teacher call): the
+    same outputs, and the teacher's float32 weights, which the EMA updates and checkpoints and
+    exports hold, are untouched.
 
     Args:
         backbone (dict): :class:`SAIPViT` config.
@@ -188,6 +195,9 @@ class SAIP(BaseSelfSupervisor):
             p.requires_grad_(False)
         self.teacher.eval()
         self._register_load_state_dict_pre_hook(self._drop_unused_teacher_keys)
+        # Under autocast: the teacher's linear/conv weights in the compute dtype, cast once per
+        # EMA update instead of at every teacher call (not parameters, not in checkpoints).
+        self.teacher_casts = FrozenWeightCasts()
 
     def _teacher_pairs(self) -> List[Tuple[str, nn.Module]]:
         """(name, student module) of every module the teacher keeps an EMA copy of."""
@@ -439,13 +449,17 @@ class SAIP(BaseSelfSupervisor):
 
         # ---- teacher: no gradients, ever ----
         with torch.no_grad():
+            run = self.teacher_casts  # run(m, ...) = m(...), m's weights cast once a step
             if use_csm:
-                t_glob = self.teacher['backbone'](globals_, return_relations=use_attn,
-                                                  cls_only=True)
-                t_csm = self.teacher['csm_head'](t_glob['last'][:, 0]).chunk(2)  # 2 × (B, K)
+                t_glob = run(self.teacher['backbone'], globals_, return_relations=use_attn,
+                             cls_only=True)
+                t_csm = run(self.teacher['csm_head'], t_glob['last'][:, 0]).chunk(2)  # 2×(B, K)
             if use_css:
-                t_ref = self.teacher['backbone'](inputs['reference'], stop_at_inter=True)
+                t_ref = run(self.teacher['backbone'], inputs['reference'], stop_at_inter=True)
                 ref_tokens, ref_grid = t_ref['inter'][:, 1:], t_ref['grid']
+            # The EMA update changes the teacher after this step: its cast weights are not
+            # kept through the student's forward and backward.
+            run.release()
 
         # ---- student ----
         # cls_only: CSM reads the cls token of `last`; the last block skips the other rows.

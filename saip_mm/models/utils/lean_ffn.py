@@ -23,10 +23,14 @@ class _GeluLinear(torch.autograd.Function):
     def forward(ctx, h: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         # The second linear runs in the dtype of h: under autocast that is the autocast dtype,
         # as for a plain nn.Linear; the backward (outside autocast) casts the same way.
-        w = weight.to(h.dtype)
-        b = None if bias is None else bias.to(h.dtype)
         ctx.save_for_backward(h, weight)
         ctx.has_bias = bias is not None
+        if torch.is_autocast_enabled(h.device.type):
+            # Autocast casts the weight: once per autocast region for a trainable weight (its
+            # cache), not at every call of this MLP, as an explicit .to() would.
+            return F.linear(F.gelu(h), weight, bias)
+        w = weight.to(h.dtype)
+        b = None if bias is None else bias.to(h.dtype)
         return F.linear(F.gelu(h), w, b)
 
     @staticmethod

@@ -70,6 +70,30 @@ def test_cpu_autocast_bf16_matches_the_plain_ffn():
     assert torch.isfinite(xi.grad).all()
 
 
+def test_under_autocast_the_second_weight_is_cast_once_per_autocast_region():
+    """Autocast's cache casts a trainable weight once however often the MLP runs (the SAIP
+    step runs each backbone MLP on four inputs); an explicit ``.to()`` cast it every call."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    _, lean = ffn_pair()
+    fc2 = lean.layers[1]
+    storages = {fc2.weight.untyped_storage().data_ptr(), fc2.bias.untyped_storage().data_ptr()}
+
+    class Fc2Casts(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket is torch.ops.aten._to_copy and \
+                    args[0].untyped_storage().data_ptr() in storages:
+                Fc2Casts.count += 1
+            return func(*args, **(kwargs or {}))
+    x = torch.randn(2, 4, 16, requires_grad=True)
+    with Fc2Casts(), torch.autocast('cpu', dtype=torch.bfloat16):
+        outs = [lean(x * s) for s in (1.0, 0.5, 2.0)]
+    assert Fc2Casts.count == 2  # weight and bias, once
+    sum(o.float().sum() for o in outs).backward()
+    assert fc2.weight.grad.dtype == torch.float32 and torch.isfinite(fc2.weight.grad).all()
+
+
 @pytest.mark.parametrize('kwargs,changed', [
     (dict(), 1),                                  # ViT block: GELU, no dropout
     (dict(drop_rate=0.1), 0),                     # dropout in the MLP: left alone
