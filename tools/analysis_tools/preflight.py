@@ -352,8 +352,9 @@ def train_fix(error: str, grad_missing: List[str]) -> str:
                 'model_wrapper_cfg=dict(type=\'MMDistributedDataParallel\', '
                 'find_unused_parameters=True) (slower)')
     if 'AmpOptimWrapper' in error or '--amp' in error or 'cuda' in error.lower():
-        return ('on a CPU rehearse without AMP: --cfg-options optim_wrapper.type=OptimWrapper '
-                'and drop --amp')
+        return ('rehearse in float32: drop --amp and add --cfg-options '
+                'optim_wrapper.type=OptimWrapper (tools/train.py runs AMP on CUDA, and on a '
+                'CPU as bf16 autocast)')
     if 'out of memory' in error.lower() or 'Killed' in error:
         return 'shrink the rehearsal: --cfg-options train_dataloader.batch_size=2'
     return 'read the log named above; fix the field or file the error names'
