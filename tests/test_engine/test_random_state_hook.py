@@ -1,4 +1,6 @@
-"""RandomStateHook: 4 iterations straight and 2 + --resume 2 give bit-identical SAIP weights."""
+"""RandomStateHook: 4 iterations straight and 2 + --resume 2 give bit-identical SAIP weights, in
+one process and on every rank of two."""
+import logging
 import random
 from pathlib import Path
 
@@ -6,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from saip_mm.engine.hooks.random_state_hook import get_rng_state, set_rng_state
-from saip_testlib import write_micro_4iter_config
+from saip_mm.engine.hooks.random_state_hook import RandomStateHook, get_rng_state, set_rng_state
+from saip_testlib import LogRecords, write_micro_4iter_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MICRO = ROOT / 'tests' / 'data' / 'configs' / 'saip_micro_toy.py'
@@ -106,7 +108,7 @@ def test_resume_without_saved_states_is_not_bit_exact(four_iterations):
     """The check above can fail: without the states MMEngine reseeds, and the weights differ."""
     run = four_iterations
     old = torch.load(run['straight'] / 'iter_2.pth')
-    del old['rng_state']  # a checkpoint written without RandomStateHook
+    del old['rng_state'], old['rng_states']  # a checkpoint written without RandomStateHook
     torch.save(old, run['tmp'] / 'iter_2_without_rng.pth')
     reseeded = run['tmp'] / 'reseeded'
     _train(run['tool'], run['config'], reseeded, run['data'], '--resume',
@@ -117,3 +119,58 @@ def test_resume_without_saved_states_is_not_bit_exact(four_iterations):
     a = torch.load(run['straight'] / 'iter_4.pth')['state_dict']
     b = torch.load(reseeded / 'iter_4.pth')['state_dict']
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith('backbone.'))
+
+
+def test_two_process_resume_is_bit_exact_on_every_rank(tmp_path, person_folder):
+    """2 ranks, each with its own random stream (diff_rank_seed): 4 iterations straight, and
+    a run stopped after iteration 2 then resumed from its checkpoint, end equal on every rank
+    (weights, generator states, the next draws) and with equal checkpoints."""
+    from dist_train_testlib import run_jobs
+    config = write_micro_4iter_config(tmp_path / 'micro_4iter_dist.py', '''
+        custom_hooks = [dict(type='SAIPTeacherHook'), dict(type='_DigestHook')]
+        env_cfg = dict(dist_cfg=dict(backend='gloo', timeout=300))
+    ''')
+    stopping = tmp_path / 'micro_4iter_dist_stop.py'
+    stopping.write_text(f"_base_ = '{config}'\ncustom_hooks = [dict(type='SAIPTeacherHook'), "
+                        "dict(type='_CrashHook', at_iter=2)]\n")
+    data = ['--cfg-options', f'train_dataloader.dataset.data_root={person_folder}']
+    work = {name: tmp_path / name for name in ('straight', 'stopped', 'resumed')}
+    results = run_jobs([
+        dict(name='straight', argv=[str(config), '--work-dir', str(work['straight']), *data]),
+        dict(name='stopped', argv=[str(stopping), '--work-dir', str(work['stopped']), *data]),
+        dict(name='resumed', argv=[str(config), '--work-dir', str(work['resumed']), '--resume',
+                                   str(work['stopped'] / 'iter_2.pth'), *data]),
+    ], tmp_path / 'out', port=29633)
+    straight, resumed = results['straight'], results['resumed']
+    assert [r['error'] for r in results['stopped']] == ['KeyboardInterrupt: '] * 2
+    assert [r['error'] for r in straight + resumed] == [None] * 4
+    assert straight[0]['draws'] != straight[1]['draws']  # the ranks' streams differ
+    for rank in (0, 1):
+        assert resumed[rank]['iter'] == 4
+        for key in ('weights', 'rng', 'draws'):
+            assert resumed[rank][key] == straight[rank][key], (rank, key)
+    a = torch.load(work['straight'] / 'iter_4.pth')
+    b = torch.load(work['resumed'] / 'iter_4.pth')
+    _assert_all_equal(a['state_dict'], b['state_dict'], 'state_dict')
+    for sa, sb in zip(a['rng_states'], b['rng_states'], strict=True):  # rank 0, rank 1
+        assert sa['python'] == sb['python'] and torch.equal(sa['torch'], sb['torch'])
+        assert torch.equal(sa['numpy']['key'], sb['numpy']['key'])
+
+
+class _Runner:
+    def __init__(self):
+        self.logger = logging.getLogger('test_random_state_hook')
+        self.records = LogRecords()
+        self.logger.addHandler(self.records)
+
+
+def test_world_size_differs_from_the_checkpoint_reseeds_with_a_warning():
+    state = get_rng_state()
+    runner = _Runner()
+    hook_state = RandomStateHook._own_state(
+        runner, {'rng_state': state, 'rng_states': [state, state]})
+    assert hook_state is None
+    assert ('the checkpoint holds the random generator states of 2 processes, this run has 1 '
+            'process(es): random generators are reseeded') in runner.records.messages[-1]
+    # a checkpoint of an older version (the main process's states only) still restores alone
+    assert RandomStateHook._own_state(runner, {'rng_state': state}) is state

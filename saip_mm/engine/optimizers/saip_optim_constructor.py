@@ -30,7 +30,9 @@ class SAIPOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     optimizer must never see. The default constructor walks every parameter of the model and,
     with a ``paramwise_cfg``, logs one "is skipped since its requires_grad=False" warning per
     teacher tensor (about 200 for ViT-Tiny + heads). This constructor stops the walk at any
-    sub-module whose parameters are all frozen and logs one line per such module instead.
+    sub-module whose parameters are all frozen and logs one line per such module instead (the
+    teacher, and the backbone modules an ablation never uses, which SAIP freezes:
+    ``SAIP.freeze_unused_modules``).
     Without a ``paramwise_cfg`` the optimizer likewise gets the trainable parameters only.
     Param-wise rules (``norm_decay_mult``, ``custom_keys`` …) apply exactly as in the default
     constructor, so the parameter groups, and therefore checkpoints, are the same.

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.distributed as dist
 from mmengine.dist import is_distributed
-from mmengine.logging import MessageHub
+from mmengine.logging import MessageHub, print_log
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from torch import Tensor
@@ -73,6 +73,23 @@ def rescale(images: Tensor, factor: float, patch_size: int, mode: str = 'nearest
     return images[..., :keep_h, :keep_w]
 
 
+def compact_module_names(names: Sequence[str], prefix: str = '') -> str:
+    """``layers.7, layers.8, layers.9, ln1`` → ``layers.7-9, ln1`` (each with ``prefix``)."""
+    groups: List[list] = []  # [name] or [stem, first index, last index]
+    for name in names:
+        stem, _, index = name.rpartition('.')
+        if not (stem and index.isdigit()):
+            groups.append([name])
+        elif groups and len(groups[-1]) == 3 and groups[-1][0] == stem and \
+                groups[-1][2] == int(index) - 1:
+            groups[-1][2] = int(index)
+        else:
+            groups.append([stem, int(index), int(index)])
+    return ', '.join(prefix + (g[0] if len(g) == 1 else
+                               f'{g[0]}.{g[1]}' + (f'-{g[2]}' if g[2] > g[1] else ''))
+                     for g in groups)
+
+
 @MODELS.register_module()
 class SAIP(BaseSelfSupervisor):
     """Scale-Aware Image Pretraining.
@@ -82,7 +99,11 @@ class SAIP(BaseSelfSupervisor):
     EMA of the whole student, but its CSR and CSS copies are never read, so they are not kept;
     checkpoints that hold them still load, the extra keys are dropped).
     :class:`SAIPTeacherHook` updates the teacher after each optimiser step; it must be in the
-    config's ``custom_hooks``. A head set to ``None`` switches its objective off (the ablations).
+    config's ``custom_hooks``. A head set to ``None`` switches its objective off (the ablations);
+    backbone modules that then feed no loss are frozen (:meth:`freeze_unused_modules`:
+    ``ln_inter`` without CSR and CSS, the blocks after ``inter_index`` and the final norm
+    without CSM and distillation; their names are in ``frozen_modules``), so every ablation
+    trains in DDP as in one process.
     An optional fourth objective, ``distill_head`` (:class:`DistillHead`), aligns the student on
     a rescaled view with a frozen pretrained teacher ViT on the original view (cross-scale
     distillation); it is off by default, and alone it gives the distillation-only ablation.
@@ -188,6 +209,8 @@ class SAIP(BaseSelfSupervisor):
         # ``input_stride`` (its total downsampling).
         self.patch_size = getattr(self.backbone, 'input_stride', None) or \
             self.backbone.patch_embed.projection.kernel_size[0]
+        # Before the teacher copy, so that the copy holds the same (frozen) modules.
+        self.frozen_modules = self.freeze_unused_modules()
 
         self.teacher = nn.ModuleDict(
             {name: copy.deepcopy(module) for name, module in self._teacher_pairs()})
@@ -198,6 +221,41 @@ class SAIP(BaseSelfSupervisor):
         # Under autocast: the teacher's linear/conv weights in the compute dtype, cast once per
         # EMA update instead of at every teacher call (not parameters, not in checkpoints).
         self.teacher_casts = FrozenWeightCasts()
+
+    def freeze_unused_modules(self) -> List[str]:
+        """Freeze the backbone modules whose outputs no enabled objective reads.
+
+        CSR and CSS read the backbone's ``inter`` output; CSM and distillation read ``last``.
+        The modules that feed only the unread output (:meth:`SAIPViT.modules_unused_by`:
+        ``ln_inter`` without CSR and CSS; the blocks after ``inter_index`` and the final norm
+        without CSM and distillation) never get a gradient, so in one process AdamW never
+        changes them, and DDP, which waits for a gradient of every trainable parameter, stops
+        at the second step. They are kept (the backbone must load into a stock mmpretrain
+        ``VisionTransformer``/``TinyViT`` and checkpoints keep their keys) and frozen with
+        ``requires_grad_(False)``: the same training, in one process or in DDP. One log line
+        names them.
+
+        Returns:
+            list[str]: the frozen modules' names, e.g. ``['backbone.ln_inter']``.
+        """
+        read = {'last'} if self.csm_head is not None or self.distill_head is not None else set()
+        if self.csr_head is not None or self.css_head is not None:
+            read.add('inter')
+        if not hasattr(self.backbone, 'modules_unused_by'):
+            raise TypeError(f'model.backbone: SAIP needs a backbone with the named outputs '
+                            f'`inter` and `last` (SAIPViT, SAIPTinyViT), got '
+                            f'{type(self.backbone).__name__}')
+        names = self.backbone.modules_unused_by(read)
+        modules = dict(self.backbone.named_modules())
+        for name in names:
+            modules[name].requires_grad_(False)
+        if names:
+            unread = 'inter' if 'inter' not in read else 'last'
+            readers = dict(inter='CSR and CSS', last='CSM and distillation')[unread]
+            print_log(f'SAIP: frozen (requires_grad=False) because no enabled objective reads '
+                      f'the backbone output `{unread}` ({readers} read it; all off): '
+                      f'{compact_module_names(names, "backbone.")}', logger='current')
+        return [f'backbone.{n}' for n in names]
 
     def _teacher_pairs(self) -> List[Tuple[str, nn.Module]]:
         """(name, student module) of every module the teacher keeps an EMA copy of."""

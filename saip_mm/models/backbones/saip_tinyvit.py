@@ -1,5 +1,5 @@
 """The hierarchical SAIP backbone: mmpretrain's ``TinyViT`` with the outputs SAIP needs."""
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Collection, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -152,6 +152,36 @@ class SAIPTinyViT(TinyViT):
         self.input_stride = 4 * 2**inter_stage
         self.ln_inter = build_norm_layer(kwargs.get('norm_cfg', dict(type='LN')),
                                          self.channels[inter_stage])
+
+    def modules_unused_by(self, outputs: Collection[str]) -> List[str]:
+        """The sub-modules that compute none of ``outputs``; SAIP freezes them.
+
+        ``inter`` comes from the patch embedding, the stages up to ``inter_stage`` (without
+        that stage's patch merging, which runs after ``inter`` is taken) and ``ln_inter``;
+        ``last`` from every stage and the final norm (``norm3`` for 4 stages), not from
+        ``ln_inter``. See :meth:`SAIPViT.modules_unused_by`.
+
+        Args:
+            outputs (Collection[str]): the outputs the losses read, ``'inter'`` and/or
+                ``'last'``.
+
+        Returns:
+            list[str]: module names relative to the backbone, in forward order (empty when
+            both outputs are read).
+        """
+        unknown = set(outputs) - {'inter', 'last'}
+        if unknown or not outputs:
+            raise ValueError(f'SAIPTinyViT.modules_unused_by: outputs must be a non-empty '
+                             f"subset of ('inter', 'last'), got {sorted(outputs)}")
+        unused = []
+        if 'last' not in outputs:
+            if self.stages[self.inter_stage].downsample is not None:
+                unused.append(f'stages.{self.inter_stage}.downsample')
+            unused += [f'stages.{i}' for i in range(self.inter_stage + 1, self.num_stages)]
+            unused.append(f'norm{self.num_stages - 1}')
+        if 'inter' not in outputs:
+            unused.append('ln_inter')
+        return unused
 
     @staticmethod
     def _pooled_first(tokens: Tensor, norm: nn.Module) -> Tensor:

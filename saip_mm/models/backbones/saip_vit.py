@@ -1,5 +1,5 @@
 """The SAIP backbone: an ``mmpretrain.VisionTransformer`` with the outputs SAIP needs."""
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +91,35 @@ class SAIPViT(VisionTransformer):
             raise ValueError(f'inter_index={inter_index} must be in [0, {self.num_layers - 1}]')
         self.inter_index = inter_index
         self.ln_inter = build_norm_layer(kwargs['norm_cfg'], self.embed_dims)
+
+    def modules_unused_by(self, outputs: Collection[str]) -> List[str]:
+        """The sub-modules that compute none of ``outputs``; SAIP freezes them.
+
+        ``inter`` comes from the patch embedding, blocks ``0..inter_index`` and ``ln_inter``;
+        ``last`` (and the last block's ``relations``) from every block and the final norm
+        ``ln1``, not from ``ln_inter``. A training step whose losses read only some outputs
+        leaves the other modules without a gradient (DDP waits for one and fails at step 2).
+
+        Args:
+            outputs (Collection[str]): the outputs the losses read, ``'inter'`` and/or
+                ``'last'``.
+
+        Returns:
+            list[str]: module names relative to the backbone, in forward order (empty when
+            both outputs are read).
+        """
+        unknown = set(outputs) - {'inter', 'last'}
+        if unknown or not outputs:
+            raise ValueError(f'SAIPViT.modules_unused_by: outputs must be a non-empty subset '
+                             f"of ('inter', 'last'), got {sorted(outputs)}")
+        unused = []
+        if 'last' not in outputs:
+            unused += [f'layers.{i}' for i in range(self.inter_index + 1, len(self.layers))]
+            if self.final_norm:
+                unused.append('ln1')
+        if 'inter' not in outputs:
+            unused.append('ln_inter')
+        return unused
 
     def patch_embed_tokens(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
         """``self.patch_embed`` for inputs on the patch grid, as one matrix product.

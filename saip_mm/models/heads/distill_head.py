@@ -117,6 +117,9 @@ class DistillHead(BaseModule):
     - relation: token-to-token similarity distributions of student and teacher, KL
       (MiniLM / DPAL relation level).
 
+    A level whose weight is 0 is not computed, and its projector is not built (``None``): it
+    would never get a gradient, which stops a DDP run at its second step.
+
     The teacher's input size is made a multiple of its patch: each side is rounded to the
     nearest multiple (at least one patch), e.g. 256x128 for a ViT/14 becomes 252x126 (18x9
     tokens), and the log says so. The whole view is *resized* to it, never padded, so the
@@ -210,9 +213,23 @@ class DistillHead(BaseModule):
         self.scales = tuple(float(s) for s in scales)
         self.mask_ratio = mask_ratio
         teacher_channels = int(teacher_module.embed_dims)
-        self.global_proj = nn.Linear(student_channels, teacher_channels)
-        self.patch_proj = nn.Linear(student_channels, teacher_channels)
-        self.loss_module = MODELS.build(loss)
+        loss_module = MODELS.build(loss)
+        # A level with weight 0 is not computed: its projector would never get a gradient
+        # (DDP waits for one), so it is not built.
+        self.global_proj = nn.Linear(student_channels, teacher_channels) \
+            if loss_module.global_weight > 0 else None
+        self.patch_proj = nn.Linear(student_channels, teacher_channels) \
+            if loss_module.patch_weight > 0 else None
+        self.loss_module = loss_module
+        self._register_load_state_dict_pre_hook(self._drop_unbuilt_projector_keys)
+
+    def _drop_unbuilt_projector_keys(self, state_dict: dict, prefix: str, *args) -> None:
+        """Checkpoints written with a level's weight above 0 (or before zero-weight levels lost
+        their projector) hold its projector; they load without it."""
+        for name in ('global_proj', 'patch_proj'):
+            if getattr(self, name) is None:
+                for key in [k for k in state_dict if k.startswith(f'{prefix}{name}.')]:
+                    del state_dict[key]
 
     @staticmethod
     def fit_teacher_input(img_size: Any, patch_size: Any) -> Tuple[int, int]:
@@ -392,5 +409,6 @@ class DistillHead(BaseModule):
         if s_patch.shape[1] != t_patch.shape[1]:
             raise ValueError(f'DistillHead: {s_patch.shape[1]} student patch tokens but '
                              f'{t_patch.shape[1]} teacher positions (grid {grid})')
-        return self.loss_module(self.global_proj(s_cls), t_cls, self.patch_proj(s_patch),
-                                s_patch, t_patch)
+        return self.loss_module(
+            self.global_proj(s_cls) if self.global_proj is not None else None, t_cls,
+            self.patch_proj(s_patch) if self.patch_proj is not None else None, s_patch, t_patch)

@@ -120,3 +120,13 @@ def test_unsupported_requests_fail_clearly(tinyvit):
         SAIPTinyViT(out_indices=(0, 1, 2, 3))
     with pytest.raises(ValueError, match=r'inter_stage=0 must be an attention stage, in \[1, 3\]'):
         SAIPTinyViT(inter_stage=0)
+
+
+def test_modules_unused_by_an_output(tinyvit):
+    """``inter`` (stage 2's blocks) needs neither stage 2's patch merging nor stage 3 and
+    ``norm3``; ``last`` needs everything but ``ln_inter``."""
+    assert tinyvit.modules_unused_by({'inter'}) == ['stages.2.downsample', 'stages.3', 'norm3']
+    assert tinyvit.modules_unused_by({'last'}) == ['ln_inter']
+    assert tinyvit.modules_unused_by({'inter', 'last'}) == []
+    with pytest.raises(ValueError, match='non-empty subset'):
+        tinyvit.modules_unused_by(set())

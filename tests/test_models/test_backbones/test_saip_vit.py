@@ -109,3 +109,14 @@ def test_bad_config():
         SAIPViT(out_type='cls_token')
     with pytest.raises(ValueError, match='inter_index'):
         SAIPViT(inter_index=12)
+
+
+def test_modules_unused_by_an_output(vit):
+    """``inter`` (after block 7) needs neither blocks 8-12 nor the final norm; ``last`` needs
+    everything but ``ln_inter``."""
+    assert vit.modules_unused_by({'inter'}) == [f'layers.{i}' for i in range(7, 12)] + ['ln1']
+    assert vit.modules_unused_by({'last'}) == ['ln_inter']
+    assert vit.modules_unused_by({'inter', 'last'}) == []
+    with pytest.raises(ValueError, match=r"outputs must be a non-empty subset of \('inter', "
+                                         r"'last'\), got \['relations'\]"):
+        vit.modules_unused_by({'relations'})
