@@ -20,6 +20,7 @@ from ..utils import anchor_consistent_mask
 from ..utils.frozen_casts import FrozenWeightCasts
 from ..utils.health import (entropy_ratio, mean_offdiag_cosine, prototype_agreement,
                             rankme)
+from ..utils.attention import use_fast_attention
 from ..utils.lean_ffn import use_lean_ffn
 
 
@@ -116,7 +117,9 @@ class SAIP(BaseSelfSupervisor):
     its linear/conv weights cast to the compute dtype once per step (``teacher_casts``, a
     :class:`FrozenWeightCasts`; autocast itself would cast them at every teacher call): the
     same outputs, and the teacher's float32 weights, which the EMA updates and checkpoints and
-    exports hold, are untouched.
+    exports hold, are untouched. Under CPU bf16 autocast the attention of every mmpretrain
+    block runs as explicit products (:func:`~saip_mm.models.utils.attention.
+    scaled_dot_product_attention`), several times faster there than PyTorch's fused kernel.
 
     Args:
         backbone (dict): :class:`SAIPViT` config.
@@ -205,6 +208,9 @@ class SAIP(BaseSelfSupervisor):
         self.health: Optional[Dict[str, float]] = None
         if lean_ffn:  # before the teacher copy: its MLPs run under no_grad either way
             use_lean_ffn(self)
+        # Explicit attention products under CPU bf16 autocast, where PyTorch's fused kernel
+        # is slow; unchanged elsewhere (before the teacher copy, which shares the switch).
+        use_fast_attention(self)
         # The grid every input must sit on: the ViT patch, or a hierarchical backbone's
         # ``input_stride`` (its total downsampling).
         self.patch_size = getattr(self.backbone, 'input_stride', None) or \

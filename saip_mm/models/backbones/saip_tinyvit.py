@@ -9,6 +9,8 @@ from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ..utils.attention import scaled_dot_product_attention
+
 Grid = Tuple[int, int]
 
 
@@ -32,7 +34,7 @@ def window_attention(attn: nn.Module, x: Tensor) -> Tensor:
     q, k, v = attn.qkv(attn.norm(x)).view(B, N, attn.num_heads, -1).split(
         [attn.key_dim, attn.key_dim, attn.d], dim=3)
     bias = attn.attention_biases[:, attn.attention_bias_idxs]  # (heads, N, N)
-    out = F.scaled_dot_product_attention(
+    out = scaled_dot_product_attention(  # explicit products under CPU bf16 autocast
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=bias.to(q.dtype),
         scale=attn.scale)  # (B', heads, N, d)
     return attn.proj(out.transpose(1, 2).reshape(B, N, attn.dh))
