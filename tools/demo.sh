@@ -52,7 +52,7 @@ CKPT="$(cat "$DEMO_DIR/last_checkpoint")"
 echo "[demo] 4/4 frozen-feature ReID on the video's held-out time window"
 "$PYTHON" "$ROOT/tools/analysis_tools/reid_frozen_eval.py" "$DATA/reid" \
   --checkpoint "SAIP (demo pretraining)=$DEMO_DIR/saip_vit-tiny_vtest_backbone.pth" \
-  --random-baseline --out-dir "$DEMO_DIR"
+  --random-baseline --query-downsample 1 2 3 4 mixed --out-dir "$DEMO_DIR"
 
 echo "[demo] done in $(( $(date +%s) - start )) s. Results: $DEMO_DIR/reid_frozen_eval.{md,json};"
 echo "[demo] pictures: $(ls -d "$DEMO_DIR"/*/vis_data/vis_image 2>/dev/null | tail -1)"
