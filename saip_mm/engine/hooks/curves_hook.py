@@ -23,7 +23,9 @@ def plot_curves(series: Dict[str, List[List[float]]], path: str, title: str = ''
     Args:
         series (dict): name -> [[iteration, value], ...]; names starting with ``val/`` go in
             the first panel, ``health/rankme`` and ``health/`` others in the second and third,
-            ``loss`` names in the last. Empty panels are left out.
+            ``loss`` names in the last. Empty panels are left out. With cross-resolution ReID
+            settings (``val/reid/mAP_r2`` ...) the validation panel draws the mAP series
+            only (rank-k at five settings would be 20 lines).
         path (str): the PNG to write (atomically).
         title (str): figure title. Defaults to ''.
     """
@@ -37,6 +39,11 @@ def plot_curves(series: Dict[str, List[List[float]]], path: str, title: str = ''
               ('losses', lambda k: k.startswith('loss'))]
     panels = [(name, [k for k in sorted(series) if pick(k) and series[k]])
               for name, pick in groups]
+    # Cross-resolution validation gives rank-k at five settings: the panel draws the mAP
+    # curves then (every series stays in curves.json).
+    panels = [(name, [k for k in keys if 'mAP' in k]
+               if name == 'validation' and any(k.endswith('mAP_r2') for k in keys) else keys)
+              for name, keys in panels]
     panels = [(name, keys) for name, keys in panels if keys]
     if not panels:
         return
