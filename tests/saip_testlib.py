@@ -1,4 +1,5 @@
 """Builders shared by test files in different folders (``tests/`` is on ``sys.path``)."""
+import importlib.util
 import itertools
 import logging
 import textwrap
@@ -39,6 +40,16 @@ class LogRecords(logging.Handler):
 
     def emit(self, record):
         self.messages.append(record.getMessage())
+
+
+def load_tool(relative_path: str, name: str):
+    """A script of the checkout (e.g. ``tools/analysis_tools/preflight.py``) as a module, so
+    tests call its functions in this process."""
+    path = Path(__file__).resolve().parents[1] / relative_path
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_micro_4iter_config(path: Path, extra: str = '') -> Path:

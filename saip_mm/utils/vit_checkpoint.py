@@ -168,6 +168,20 @@ def _name_layout(state_dict: Dict[str, torch.Tensor]) -> str:
     return 'timm'
 
 
+def _block_target(block: 're.Match', blocks: str, params: Dict[str, str],
+                  modules: Dict[str, str]) -> Optional[str]:
+    """The target name of one block tensor (``_BLOCK_KEY`` match: index, rest of the name)
+    under ``<blocks>.<index>.``, from a table of whole parameter names and one of module
+    names (their ``weight``/``bias``); None when neither table has it."""
+    index, rest = block.groups()
+    module, _, param = rest.rpartition('.')
+    if rest in params:
+        return f'{blocks}.{index}.{params[rest]}'
+    if module in modules and param in ('weight', 'bias'):
+        return f'{blocks}.{index}.{modules[module]}.{param}'
+    return None
+
+
 def map_vit_keys(state_dict: Dict[str, torch.Tensor], prefix: Optional[str] = None,
                  path: str = 'checkpoint') -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
     """Rename a ViT's tensors to ``mmpretrain.VisionTransformer`` names.
@@ -208,13 +222,8 @@ def map_vit_keys(state_dict: Dict[str, torch.Tensor], prefix: Optional[str] = No
         target = TOP_LEVEL_NAMES.get(name)
         block = _BLOCK_KEY.match(name)
         if block:
-            index, rest = block.groups()
-            module, _, param = rest.rpartition('.')
-            if rest in BLOCK_PARAMS:
-                target = f'layers.{index}.{BLOCK_PARAMS[rest]}'
-            elif module in BLOCK_NAMES and param in ('weight', 'bias'):
-                target = f'layers.{index}.{BLOCK_NAMES[module]}.{param}'
-            else:
+            target = _block_target(block, 'layers', BLOCK_PARAMS, BLOCK_NAMES)
+            if target is None:
                 unmappable.append(key)
                 continue
         if target is None:
@@ -554,12 +563,7 @@ def to_timm_state_dict(state_dict: Dict[str, torch.Tensor],
         target = TIMM_TOP_LEVEL_NAMES.get(name)
         block = _BLOCK_KEY.match(name) if name.startswith('layers.') else None
         if block:
-            index, rest = block.groups()
-            module, _, param = rest.rpartition('.')
-            if rest in TIMM_BLOCK_PARAMS:
-                target = f'blocks.{index}.{TIMM_BLOCK_PARAMS[rest]}'
-            elif module in TIMM_BLOCK_NAMES and param in ('weight', 'bias'):
-                target = f'blocks.{index}.{TIMM_BLOCK_NAMES[module]}.{param}'
+            target = _block_target(block, 'blocks', TIMM_BLOCK_PARAMS, TIMM_BLOCK_NAMES)
         if target is None:
             unmappable.append(name)
         else:

@@ -1,6 +1,5 @@
 """benchmark_pretrain.py: what runs the authors' step (their code is not in this repository):
 the timm 0.3.2 stand-in and the loading of single definitions from their training script."""
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -8,17 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from saip_testlib import load_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 TIMM_NAMES = ('timm', 'timm.models', 'timm.models.vision_transformer', 'timm.models.layers')
 
 
 @pytest.fixture(scope='module')
 def tool():
-    path = ROOT / 'tools' / 'analysis_tools' / 'benchmark_pretrain.py'
-    spec = importlib.util.spec_from_file_location('benchmark_pretrain_tool', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/benchmark_pretrain.py', 'benchmark_pretrain_tool')
 
 
 def test_timm032_stand_in_block_is_a_pre_norm_vit_block(tool):

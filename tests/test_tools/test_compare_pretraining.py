@@ -1,5 +1,4 @@
 """tools/analysis_tools/compare_pretraining.py: aggregation, ablation switches, end to end."""
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -8,16 +7,14 @@ import cv2
 import numpy as np
 import pytest
 
+from saip_testlib import load_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope='module')
 def tool():
-    path = ROOT / 'tools' / 'analysis_tools' / 'compare_pretraining.py'
-    spec = importlib.util.spec_from_file_location('compare_pretraining_tool', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/compare_pretraining.py', 'compare_pretraining_tool')
 
 
 def _run(method, seed, mAP, rank1, wall=10.0, rankme=None, curves=None):

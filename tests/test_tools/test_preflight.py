@@ -1,5 +1,4 @@
 """tools/analysis_tools/preflight.py: the go/no-go rehearsal of a pretraining config."""
-import importlib.util
 import json
 import textwrap
 from pathlib import Path
@@ -7,17 +6,15 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
+from saip_testlib import load_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / 'configs' / 'saip' / 'saip_vit-tiny-p16_1xb32-demo_vtest-256x128.py'
 
 
 @pytest.fixture(scope='module')
 def preflight():
-    spec = importlib.util.spec_from_file_location(
-        'saip_preflight_tool', ROOT / 'tools' / 'analysis_tools' / 'preflight.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/preflight.py', 'saip_preflight_tool')
 
 
 def micro_demo_config(path: Path, model_type: str = 'SAIP', imports: str = "'saip_mm'") -> Path:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..utils.attention import scaled_dot_product_attention
+from .saip_vit import check_backbone_outputs
 
 Grid = Tuple[int, int]
 
@@ -161,20 +162,9 @@ class SAIPTinyViT(TinyViT):
         ``inter`` comes from the patch embedding, the stages up to ``inter_stage`` (without
         that stage's patch merging, which runs after ``inter`` is taken) and ``ln_inter``;
         ``last`` from every stage and the final norm (``norm3`` for 4 stages), not from
-        ``ln_inter``. See :meth:`SAIPViT.modules_unused_by`.
-
-        Args:
-            outputs (Collection[str]): the outputs the losses read, ``'inter'`` and/or
-                ``'last'``.
-
-        Returns:
-            list[str]: module names relative to the backbone, in forward order (empty when
-            both outputs are read).
+        ``ln_inter``. Arguments and result as :meth:`SAIPViT.modules_unused_by`.
         """
-        unknown = set(outputs) - {'inter', 'last'}
-        if unknown or not outputs:
-            raise ValueError(f'SAIPTinyViT.modules_unused_by: outputs must be a non-empty '
-                             f"subset of ('inter', 'last'), got {sorted(outputs)}")
+        check_backbone_outputs(type(self).__name__, outputs)
         unused = []
         if 'last' not in outputs:
             if self.stages[self.inter_stage].downsample is not None:

@@ -46,6 +46,13 @@ def last_block_relations(layer: torch.nn.Module, x: Tensor,
     return x, dict(qk=rel_qk, vv=rel_vv)
 
 
+def check_backbone_outputs(owner: str, outputs: Collection[str]) -> None:
+    """Refuse output names other than a non-empty subset of ``('inter', 'last')``."""
+    if set(outputs) - {'inter', 'last'} or not outputs:
+        raise ValueError(f'{owner}.modules_unused_by: outputs must be a non-empty subset of '
+                         f"('inter', 'last'), got {sorted(outputs)}")
+
+
 @MODELS.register_module()
 class SAIPViT(VisionTransformer):
     """Vision Transformer backbone for SAIP pretraining.
@@ -108,10 +115,7 @@ class SAIPViT(VisionTransformer):
             list[str]: module names relative to the backbone, in forward order (empty when
             both outputs are read).
         """
-        unknown = set(outputs) - {'inter', 'last'}
-        if unknown or not outputs:
-            raise ValueError(f'SAIPViT.modules_unused_by: outputs must be a non-empty subset '
-                             f"of ('inter', 'last'), got {sorted(outputs)}")
+        check_backbone_outputs(type(self).__name__, outputs)
         unused = []
         if 'last' not in outputs:
             unused += [f'layers.{i}' for i in range(self.inter_index + 1, len(self.layers))]
