@@ -60,6 +60,21 @@ def test_rehearsal_config_keeps_the_config_and_shrinks_the_schedule(preflight, t
     assert resumed.val_cfg is None and resumed.default_hooks.checkpoint.save_best is None
 
 
+def test_stock_backbone_config_builds_for_every_shipped_arch(preflight):
+    """SAIPViT's arch names ('tiny', 'small') are not all stock names: the export check gives
+    the stock VisionTransformer the same dimensions."""
+    from mmengine.registry import MODELS
+    for arch, width in (('tiny', 192), ('small', 384), ('deit-small', 384)):
+        cfg = preflight.stock_backbone_cfg(dict(type='SAIPViT', arch=arch, inter_index=6),
+                                           'unused.pth')
+        cfg.pop('init_cfg')
+        stock = MODELS.build(cfg)
+        assert stock.embed_dims == width and stock.patch_resolution == (16, 8)
+    tiny = preflight.stock_backbone_cfg(
+        dict(type='SAIPTinyViT', arch='5m', inter_stage=2), 'x.pth')
+    assert tiny['type'] == 'mmpretrain.TinyViT' and 'inter_stage' not in tiny
+
+
 def test_first_error_is_the_line_the_process_died_of(preflight):
     log = textwrap.dedent('''
         Traceback (most recent call last):

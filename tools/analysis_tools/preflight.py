@@ -488,7 +488,11 @@ def stock_backbone_cfg(backbone_cfg: dict, path: str) -> Optional[dict]:
     kind = cfg.pop('type', '')
     cfg.pop('init_cfg', None)
     if kind in ('SAIPViT', 'mmpretrain.SAIPViT'):
+        from saip_mm.models.backbones import SAIPViT
         cfg.pop('inter_index', None)
+        arch = cfg.get('arch', 'tiny')
+        if isinstance(arch, str):  # SAIPViT's names ('tiny') as the dims stock archs take
+            cfg['arch'] = dict(SAIPViT.arch_zoo[arch.lower()])
         cfg.setdefault('norm_cfg', dict(type='LN', eps=1e-6))
         cfg.setdefault('img_size', (256, 128))
         cfg.update(type='mmpretrain.VisionTransformer', out_type='cls_token')

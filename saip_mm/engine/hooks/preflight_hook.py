@@ -52,14 +52,17 @@ class PreflightProbeHook(Hook):
     the trainable parameters that received no gradient in the first iteration (found with
     post-accumulate-grad hooks, which fire under DDP too), peak memory, the bytes of the
     tensors the first step saved for its backward pass (the activations, counted once per
-    storage), the validation metrics, and after the last iteration digests of the model's
-    state and of this process's random generators (what a resumed run must reproduce).
+    storage), the validation metrics, and, when training ends at ``max_iters``, digests of
+    the model's and the optimizer's state and of this process's random generators (what a
+    resumed run must reproduce).
 
     Args:
         out_dir (str): where the JSON files go.
-        max_iters (int): the iteration after which the digests are taken.
+        max_iters (int): the run's last iteration; its end is when the digests are taken.
     """
-    priority = 'LOWEST'
+    # First at both moments, so that a step's time is the step's own (model, backward,
+    # optimizer), not the checkpoint saves and pictures other hooks make after it.
+    priority = 'HIGHEST'
 
     def __init__(self, out_dir: str, max_iters: int) -> None:
         self.out_dir = out_dir
@@ -136,7 +139,12 @@ class PreflightProbeHook(Hook):
             for handle in self._handles:
                 handle.remove()
             self._handles = []
-        if runner.iter + 1 == self.max_iters:
+        self._write(runner)
+
+    def after_train(self, runner) -> None:
+        # After every hook of the last iteration (the EMA update, the checkpoint) and after a
+        # final validation, which changes no state a resumed run would need.
+        if runner.iter == self.max_iters:
             model = self._model(runner)
             self.record['digests'] = dict(
                 model=tensor_digest(dict(model.state_dict())),
