@@ -31,7 +31,16 @@ MICRO_ARCH = dict(embed_dims=32, num_layers=8, num_heads=2, feedforward_channels
 SMALL_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 
 
+@pytest.fixture(autouse=True)
+def _mmpretrain_scope():
+    """Registry lookups as the Runner makes them: another test may leave another library's
+    default scope current (mmpose's has no Market1501Dataset)."""
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
+
+
 # ------------------------------------------------------------------ the dataset
+
 def _infos(dataset):
     return [dataset.get_data_info(i) for i in range(len(dataset))]
 

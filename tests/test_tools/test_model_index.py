@@ -118,7 +118,9 @@ def test_results_are_the_measured_ones(index):
     readme = (ROOT / 'README.md').read_text()
     for name, row_start in MEASURED.items():
         row = next(line for line in readme.splitlines() if line.startswith(row_start))
-        measured = [float(v) for v in row.strip('|').split('|')[1:]]  # mAP, rank-1, -5, -10
+        # the row's numbers (a `queries` column, `r = 1`, may precede them): mAP, rank-1, -5, -10
+        measured = [float(v) for v in row.strip('|').split('|')[1:]
+                    if v.strip().replace('.', '', 1).isdigit()]
         (result, ) = models[name].results
         assert result.task == 'Person Re-identification' and result.dataset == 'vtest'
         assert list(result.metrics.values()) == measured
