@@ -1,6 +1,6 @@
 """Train a model from an MMEngine config (SAIP pretraining or a downstream config).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
                                  [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
 
 The OpenMMLab form: ``--resume`` without a path continues from the newest checkpoint in the
@@ -44,6 +44,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'scale) on an accelerator, CPUAmpOptimWrapper (bfloat16 autocast) on a '
                         'CPU; a CPU without bf16 units runs it emulated (slower, with a warning)')
     parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the lr by (processes x train_dataloader.batch_size) / '
+        'auto_scale_lr.base_batch_size of the config (MMEngine\'s linear scaling rule)')
+    parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, key=value (e.g. train_cfg.max_iters=10); a list is '
         'key="[a,b]" or key=a,b, no spaces')
@@ -75,6 +79,14 @@ def merge_args(cfg: Config, args: argparse.Namespace,
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.auto_scale_lr:
+        auto_scale = cfg.get('auto_scale_lr', None)
+        if not auto_scale or auto_scale.get('base_batch_size') is None:
+            raise ValueError(
+                f'--auto-scale-lr: {args.config} has no auto_scale_lr.base_batch_size (the '
+                'batch its lr is written for); add auto_scale_lr = dict(base_batch_size=N)')
+        auto_scale.enable = True  # the Runner scales when it builds the optimizer
 
     optim_wrapper = cfg.get('optim_wrapper', None)
     on_cpu = get_device() == 'cpu'
