@@ -474,20 +474,25 @@ def grid_hint(ckpt: Any, layout: str, num_patches: int,
 
 def source_grid(num_patches: int, src_grid: Optional[Sequence[int]] = None,
                 hint: Optional[Tuple[Tuple[int, int], str]] = None,
-                path: str = 'checkpoint') -> Tuple[Tuple[int, int], str]:
+                path: str = 'checkpoint',
+                meta: Optional[dict] = None) -> Tuple[Tuple[int, int], str]:
     """The (h, w) grid of a checkpoint's patch position embeddings, and where it came from.
 
-    Order: ``src_grid`` (``--src-grid``), the layout's ``hint``, a square grid; the rules of
+    Order: the checkpoint's ``meta['pos_embed_grid']`` (what our converters write; checked
+    against ``src_grid`` when both are given), ``src_grid`` (``--src-grid``), the layout's
+    ``hint``, a square grid; the rules of
     :func:`saip_mm.utils.pos_embed_grid.resolve_pos_embed_grid`, which the loader uses too.
     """
-    if src_grid is None and hint is not None:
+    recorded = (meta or {}).get('pos_embed_grid') is not None
+    if src_grid is None and hint is not None and not recorded:
         return hint
     try:
-        grid, origin = resolve_pos_embed_grid(num_patches, src_grid, context=path)
+        grid, origin = resolve_pos_embed_grid(num_patches, src_grid, meta=meta, context=path)
     except ValueError as e:
         raise ViTLayoutError(f'{e}; pass --src-grid H W, the patch grid it was trained on '
                              f'(e.g. 16 8 for a 256x128 input with patch 16)') from None
-    return grid, '--src-grid' if origin == 'src_grid' else 'a square grid'
+    return grid, {'src_grid': '--src-grid', "the checkpoint's meta": "the checkpoint's meta"}.get(
+        origin, 'a square grid')
 
 
 def build_backbone_checkpoint(state_dict: Dict[str, torch.Tensor],
@@ -688,13 +693,17 @@ def convert_vit(ckpt: Any,
     if (hint is None and fallback_grid is not None
             and int(fallback_grid[0]) * int(fallback_grid[1]) == num_patches):
         hint = (tuple(int(v) for v in fallback_grid), "the model's own grid (as many positions)")
-    grid, grid_from = source_grid(num_patches, src_grid, hint, path)
+    ckpt_meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    grid, grid_from = source_grid(num_patches, src_grid, hint, path,
+                                  ckpt_meta if isinstance(ckpt_meta, dict) else None)
     meta = dict(layout=layout, source=source if layout in ('dino', 'saip-authors', 'saip-mm')
                 else None, converted_from=osp.basename(path))
     out, resized = build_backbone_checkpoint(state, grid, img_size, meta)
     heads = resolve_arch(arch).get('num_heads') if arch is not None else None
     if heads is not None:  # not in the tensors: recorded for teacher_config_from_checkpoint
         out['meta']['arch']['num_heads'] = int(heads)
+    if grid_from == "the checkpoint's meta":  # the meta was read after all
+        unused = [entry for entry in unused if entry != 'meta']
     report.update(layout=layout, unused_entries=unused, grid=grid, grid_from=grid_from,
                   resized=resized, kept=len(state))
     return out, report

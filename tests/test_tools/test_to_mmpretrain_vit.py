@@ -295,6 +295,22 @@ def test_saip_authors_grid_comes_from_their_args(tmp_path):
     assert report['grid_from'] == "the checkpoint's args (height=32, width=16)"
 
 
+def test_our_exported_backbone_gives_its_grid_from_its_meta(tmp_path):
+    """saip_to_backbone.py records the non-square grid in meta['pos_embed_grid']: converting
+    that file needs no --src-grid, and a --src-grid that disagrees is refused."""
+    from saip_testlib import load_tool
+    exporter = load_tool('tools/model_converters/saip_to_backbone.py', 'saip_to_backbone_cli')
+    src, exported = tmp_path / 'iter_1.pth', tmp_path / 'backbone.pth'
+    torch.save(layout_saip_mm()[0], src)
+    exporter.convert(str(src), str(exported), anchor=(32, 16))
+    assert torch.load(exported, weights_only=True)['meta']['pos_embed_grid'] == [4, 2]
+    report = convert(str(exported), str(tmp_path / 'again.pth'), arch=ARCH)
+    assert report['grid'] == (4, 2) and report['grid_from'] == "the checkpoint's meta"
+    assert 'meta' not in report['unused_entries']
+    with pytest.raises(ViTLayoutError, match='pos_embed_grid'):
+        convert(str(exported), str(tmp_path / 'wrong.pth'), arch=ARCH, src_grid=(2, 4))
+
+
 def test_path_without_cls_token_says_how_to_build_the_model(tmp_path):
     src = tmp_path / 'path.pth'
     torch.save(layout_path()[0], src)
