@@ -3,7 +3,7 @@
 # Same backbone, heads, views and losses as the reference recipe; what changes is the budget:
 # batch 16 on one process, fewer local crops (n_local 4: 3 local crops, 5 student views), fp32
 # (tools/train.py --amp: bf16 autocast on CPU, which tools/demo.sh adds where the CPU has bf16
-# units), a short schedule. Expect about ten minutes on 2 CPU cores.
+# units), a short schedule. Expect 3-6 minutes of training on 2 CPU cores (README).
 _base_ = './saip_vit-tiny-p16_8xb256-amp-coslr-300e_lup1m-256x128.py'
 
 data_root = 'data/vtest/'
