@@ -12,7 +12,6 @@ finished; the exception otherwise, a ``KeyboardInterrupt`` included) and what
 :class:`DigestHook` recorded after training (iteration, digests of the student's weights and of
 this process's random generator states, one draw of each generator).
 """
-import hashlib
 import json
 import os
 import random
@@ -34,26 +33,14 @@ from mmengine.model import is_model_wrapper  # noqa: E402
 from mmpretrain.registry import HOOKS  # noqa: E402
 
 import saip_testlib  # noqa: E402,F401  (registers _CrashHook)
+from saip_mm.engine.hooks.preflight_hook import rng_digest as state_rng_digest  # noqa: E402
+from saip_mm.engine.hooks.preflight_hook import tensor_digest  # noqa: E402
 from saip_mm.engine.hooks.random_state_hook import get_rng_state  # noqa: E402
-
-
-def tensors_digest(tensors: Dict[str, torch.Tensor]) -> str:
-    """SHA-1 of named tensors (names, dtypes, shapes and bytes), in name order."""
-    sha = hashlib.sha1()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        sha.update(f'{name}:{t.dtype}:{tuple(t.shape)}'.encode())
-        sha.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b'')
-    return sha.hexdigest()
 
 
 def rng_digest() -> str:
     """SHA-1 of this process's generator states (:func:`get_rng_state`)."""
-    state = get_rng_state()
-    return tensors_digest({'python': torch.tensor(state['python'][1], dtype=torch.int64),
-                           'numpy': state['numpy']['key'],
-                           'numpy_pos': torch.tensor([state['numpy']['pos']]),
-                           'torch': state['torch']})
+    return state_rng_digest(get_rng_state())
 
 
 @HOOKS.register_module(name='_DigestHook')
@@ -64,7 +51,7 @@ class DigestHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         record = dict(
             iter=runner.iter, world_size=int(os.environ.get('WORLD_SIZE', 1)),
-            weights=tensors_digest(dict(model.named_parameters())),
+            weights=tensor_digest(dict(model.named_parameters())),
             rng=rng_digest(),
             frozen=[n for n, p in model.named_parameters()
                     if not p.requires_grad and not n.startswith('teacher.')])
