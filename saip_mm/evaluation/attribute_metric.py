@@ -7,7 +7,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 
 from mmpretrain.registry import METRICS
-from .finite import LIKELY_CAUSES
+from .finite import non_finite_error
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
 
@@ -114,10 +114,8 @@ class AttributeMetric(BaseMetric):
         """Stack all samples and compute mA and the instance-based metrics."""
         bad = sum(not r.get('finite', True) for r in results)
         if bad:  # NaN >= thr is False: they would silently count as absent attributes
-            raise ValueError(f'AttributeMetric: {bad} of {len(results)} samples have non-finite '
-                             f'scores (NaN or inf); no metric is computed from them (a number '
-                             f'would be meaningless, and save_best could keep it as the best '
-                             f'checkpoint). {LIKELY_CAUSES}')
+            raise non_finite_error(f'AttributeMetric: {bad} of {len(results)} samples have '
+                                   f'non-finite scores (NaN or inf)')
         names = (self.dataset_meta or {}).get('classes')
         return attribute_metrics(np.stack([r['pred'] for r in results]),
                                  np.stack([r['gt'] for r in results]), names)

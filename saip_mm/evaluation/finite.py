@@ -36,6 +36,13 @@ def check_finite(metric: str, *named_rows: Tuple[str, torch.Tensor]) -> None:
     if not any(bad for _, bad, _ in counts):
         return
     detail = ' and '.join(f'{bad} of {total} {what}' for what, bad, total in counts)
-    raise ValueError(f'{metric}: {detail} are not finite (NaN or inf); no metric is computed '
-                     f'from them (a number would be meaningless, and save_best could keep it as '
-                     f'the best checkpoint). {LIKELY_CAUSES}')
+    raise non_finite_error(f'{metric}: {detail} are not finite (NaN or inf)')
+
+
+def non_finite_error(what: str) -> ValueError:
+    """The error a metric raises for non-finite inputs: ``what`` (the metric's name and
+    counts, e.g. ``'ReIDMetric: 1 of 3 query features are not finite (NaN or inf)'``), why
+    no number is given, and the likely causes."""
+    return ValueError(f'{what}; no metric is computed from them (a number would be '
+                      f'meaningless, and save_best could keep it as the best checkpoint). '
+                      f'{LIKELY_CAUSES}')
