@@ -542,10 +542,12 @@ def check_export(cfg: Config, final_ckpt: str, work_dir: str, report: Report) ->
         detail = f'{osp.relpath(out, ROOT)}: {len(state)} tensors load into stock ' \
                  f'{stock_cfg["type"]} unchanged'
         if stock_cfg['type'] == 'mmpretrain.VisionTransformer':
+            # our backbone alone (not the whole model with its heads again), from the file
             from mmpretrain.registry import MODELS
-            model = MODELS.build(copy.deepcopy(cfg.model))
-            model.load_state_dict(ckpt['state_dict'], strict=False)
-            ours = model.teacher['backbone'] if source == 'teacher' else model.backbone
+            ours = MODELS.build(copy.deepcopy(model_cfg.backbone))
+            prefix = 'teacher.backbone.' if source == 'teacher' else 'backbone.'
+            ours.load_state_dict({k[len(prefix):]: v for k, v in ckpt['state_dict'].items()
+                                  if k.startswith(prefix)})
             ours.eval()
             stock.eval()
             h, w = (int(v) for v in anchor)
