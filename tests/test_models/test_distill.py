@@ -353,6 +353,11 @@ def test_teacher_stays_frozen_outside_optimizer_and_checkpoint(teacher_files, tm
     model = micro_saip(teacher_files['timm'], csm=True)
     model.init_weights()
     teacher = model.distill_head.teacher
+    # hidden from modules(), yet its attention takes the explicit bf16 products on CPU too
+    from saip_mm.models.utils.attention import scaled_dot_product_attention
+    attn = [m for m in teacher.modules() if hasattr(m, 'scaled_dot_product_attention')]
+    assert attn and all(m.scaled_dot_product_attention is scaled_dot_product_attention
+                        for m in attn)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     wrapper = build_optim_wrapper(model, dict(
         constructor='SAIPOptimWrapperConstructor',

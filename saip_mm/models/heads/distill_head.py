@@ -15,6 +15,7 @@ from torch import Tensor
 from saip_mm.utils.checkpoint_io import read_checkpoint
 from saip_mm.utils.vit_checkpoint import (ViTLayoutError, convert_vit, map_checkpoint_vit,
                                           resolve_num_heads, source_grid, vit_shape)
+from ..utils.attention import use_fast_attention
 from ..utils.masking import anchor_consistent_mask
 from ..utils.pretrained import PretrainedCheckpointError, load_backbone_state_dict
 
@@ -193,6 +194,8 @@ class DistillHead(BaseModule):
         for p in teacher_module.parameters():
             p.requires_grad_(False)
         teacher_module.eval()
+        # SAIP's use_fast_attention walks its registered modules; the hidden teacher needs its own
+        use_fast_attention(teacher_module)
         # A plain list hides the teacher from parameters(), state_dict() and the optimizer.
         self._teacher = [teacher_module]
         self.teacher_cfg = cfg
